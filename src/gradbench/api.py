@@ -1,0 +1,164 @@
+"""The Python API: choose objectives and estimators by name, run every pair, get the record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import pandas as pd
+import torch
+
+from gradbench import registry
+from gradbench.engine import RunConfig, RunResult, run_pair
+from gradbench.errors import InputError
+from gradbench.estimator import Estimator
+from gradbench.objective import Objective
+from gradbench.provenance import provenance
+from gradbench.results import Comparison, build_comparison
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available) → a usable device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise InputError(
+                f"device {name!r}: CUDA is not available (torch {torch.__version__});"
+                " valid choices here: cpu, auto"
+            )
+        device = torch.device(name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(
+                f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) present"
+            )
+        return device
+    raise InputError(f"unknown device {name!r}; valid choices: {', '.join(DEVICES)}")
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise InputError(f"unknown dtype {name!r}; valid choices: {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def _split_settings(
+    settings: Mapping[str, object], objective_names: Sequence[str], estimator_names: Sequence[str]
+) -> tuple[dict[str, dict[str, object]], dict[str, dict[str, object]]]:
+    """Route ``KEY`` to every chosen objective declaring it, ``NAME.KEY`` to the named one."""
+    per_objective: dict[str, dict[str, object]] = {name: {} for name in objective_names}
+    per_estimator: dict[str, dict[str, object]] = {name: {} for name in estimator_names}
+    declared = {
+        name: {s.name for s in registry.objectives.get(name).settings} for name in objective_names
+    }
+    for key, value in settings.items():
+        owner, dot, setting = key.rpartition(".")
+        if dot:
+            if owner in per_objective:
+                per_objective[owner][setting] = value
+            elif owner in per_estimator:
+                per_estimator[owner][setting] = value
+            else:
+                chosen = ", ".join([*objective_names, *estimator_names])
+                raise InputError(
+                    f"setting {key!r}: {owner!r} is not a chosen objective or estimator;"
+                    f" chosen: {chosen}"
+                )
+            continue
+        targets = [name for name in objective_names if key in declared[name]]
+        if not targets:
+            valid = sorted(set().union(*declared.values()))
+            raise InputError(
+                f"setting {key!r}: no chosen objective has it; valid settings: {', '.join(valid)}"
+                " (estimator options are set as ESTIMATOR.KEY, e.g. fd.step)"
+            )
+        for name in targets:
+            per_objective[name][key] = value
+    return per_objective, per_estimator
+
+
+def prepare(
+    objectives: Sequence[str] | None = None,
+    estimators: Sequence[str] | None = None,
+    settings: Mapping[str, object] | None = None,
+) -> tuple[list[Objective], list[Estimator]]:
+    """Instantiate the chosen objectives and estimators (all registered ones when None)."""
+    objective_names = list(dict.fromkeys(objectives or registry.objectives.names()))
+    estimator_names = list(dict.fromkeys(estimators or registry.estimators.names()))
+    objective_classes = [registry.objectives.get(name) for name in objective_names]
+    estimator_classes = [registry.estimators.get(name) for name in estimator_names]
+    per_objective, per_estimator = _split_settings(
+        settings or {}, objective_names, estimator_names
+    )
+    return (
+        [cls(**per_objective[cls.name]) for cls in objective_classes],
+        [cls(**per_estimator[cls.name]) for cls in estimator_classes],
+    )
+
+
+def run_comparison(
+    objectives: Sequence[str] | None = None,
+    estimators: Sequence[str] | None = None,
+    n_samples: int = RunConfig.n_samples,
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: str = "float32",
+    settings: Mapping[str, object] | None = None,
+    chunk_size: int | None = None,
+    timing_repeats: int = RunConfig.timing_repeats,
+    on_result: Callable[[RunResult], None] | None = None,
+    argv: list[str] | None = None,
+) -> Comparison:
+    """Run every (objective, estimator) pair and return the full record.
+
+    ``settings`` maps ``KEY`` (applied to every chosen objective that declares it) or
+    ``NAME.KEY`` (one objective or estimator) to a value. ``on_result`` is called after each
+    pair. Ctrl-C stops the loop and returns what finished, with ``interrupted=True``.
+    Raises :class:`~gradbench.errors.InputError` for bad input before anything runs.
+    """
+    if n_samples < 1:
+        raise InputError(f"n_samples must be a positive integer, got {n_samples}")
+    if chunk_size is not None and chunk_size < 1:
+        raise InputError(f"chunk_size must be a positive integer, got {chunk_size}")
+    if timing_repeats < 1:
+        raise InputError(f"timing_repeats must be a positive integer, got {timing_repeats}")
+    config = RunConfig(
+        n_samples=n_samples,
+        seed=seed,
+        device=resolve_device(device),
+        dtype=resolve_dtype(dtype),
+        chunk_size=chunk_size,
+        timing_repeats=timing_repeats,
+    )
+    chosen_objectives, chosen_estimators = prepare(objectives, estimators, settings)
+    results: list[RunResult] = []
+    interrupted = False
+    try:
+        for objective in chosen_objectives:
+            for estimator in chosen_estimators:
+                results.append(run_pair(objective, estimator, config))
+                if on_result is not None:
+                    on_result(results[-1])
+    except KeyboardInterrupt:
+        interrupted = True
+    record = provenance(config.device, config.dtype, seed, n_samples, argv)
+    return build_comparison(results, config, record, interrupted)
+
+
+def compare(
+    objectives: Sequence[str] | None = None,
+    estimators: Sequence[str] | None = None,
+    n_samples: int = RunConfig.n_samples,
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: str = "float32",
+    settings: Mapping[str, object] | None = None,
+) -> pd.DataFrame:
+    """Like :func:`run_comparison`, returning only the main table (the CSV's columns)."""
+    return run_comparison(
+        objectives, estimators, n_samples, seed, device, dtype, settings
+    ).table()

@@ -1,0 +1,241 @@
+"""The ``gradbench`` command line: parses arguments and calls the Python API, nothing more.
+
+Data goes to stdout, progress and diagnostics to stderr. Bad input is one line on stderr and exit
+status 2; a runtime failure is one line and status 1; Ctrl-C keeps what finished (status 130).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from typer.core import TyperGroup
+from typer.exceptions import Abort, TyperException
+
+from gradbench import registry
+from gradbench.api import DEVICES, DTYPES, run_comparison
+from gradbench.engine import RunConfig, RunResult
+from gradbench.errors import InputError
+from gradbench.results import Comparison
+from gradbench.display import rich_table, warning_lines
+from gradbench.settings import parse_assignment
+
+USAGE_ERROR, RUNTIME_ERROR, INTERRUPTED = 2, 1, 130
+
+
+class _OneLineErrors(TyperGroup):
+    """Report usage errors as one ``gradbench: error: …`` line instead of a boxed panel."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            outcome = super().main(*args, standalone_mode=False, **kwargs)
+            code = outcome if isinstance(outcome, int) else 0
+        except TyperException as error:
+            _error(f"{error.format_message()} (see gradbench --help)")
+            code = error.exit_code
+        except Abort:
+            _error("aborted")
+            code = INTERRUPTED
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    add_completion=False,
+    invoke_without_command=True,
+    help="Benchmark Monte Carlo gradient estimators: bias, variance and cost against exact gradients.",
+)
+
+
+def _error(message: str) -> None:
+    print(f"gradbench: error: {message}", file=sys.stderr)
+
+
+def _stdout() -> Console:
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 200)  # keep rows on one line in files and pipes
+    return console
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+
+
+@app.command("list")
+def list_command() -> None:
+    """List the registered estimators and objectives, with requirements and settings."""
+    console = _stdout()
+    estimators = Table(title="estimators", title_justify="left", header_style="bold")
+    for column in ("name", "requires", "unbiased", "evals/estimate", "options", "origin", "what"):
+        estimators.add_column(column)
+    for name, entry in registry.estimators.entries().items():
+        cls = entry.cls
+        estimators.add_row(
+            name,
+            ", ".join(sorted(c.value for c in cls.requires)) or "—",
+            "yes" if cls.unbiased else "no",
+            cls.evals_formula,
+            " ".join(f"{cls.name}.{s.describe()}" for s in cls.options) or "—",
+            entry.origin,
+            cls.description,
+        )
+    objectives = Table(title="objectives", title_justify="left", header_style="bold")
+    for column in ("name", "settings (defaults)", "offers", "reference", "origin", "what"):
+        objectives.add_column(column)
+    for name, entry in registry.objectives.entries().items():
+        objective = entry.cls()
+        objectives.add_row(
+            name,
+            " ".join(s.describe() for s in entry.cls.settings),
+            ", ".join(sorted(c.value for c in objective.capabilities())) or "—",
+            objective.reference,
+            entry.origin,
+            entry.cls.description,
+        )
+    console.print(estimators)
+    console.print(objectives)
+
+
+def _parse_settings(assignments: list[str]) -> dict[str, str]:
+    settings: dict[str, str] = {}
+    for text in assignments:
+        key, value = parse_assignment(text)
+        settings[key] = value
+    return settings
+
+
+def _check_output(path: Path | None, flag: str) -> None:
+    """Refuse an output path that cannot be written, before any work is done."""
+    if path is None:
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InputError(f"{flag} {str(path)!r} is a directory; give a file path")
+    if not parent.is_dir():
+        raise InputError(f"{flag} {str(path)!r}: directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"{flag} {str(path)!r}: not writable")
+
+
+def _write_outputs(
+    comparison: Comparison, csv: Path | None, detail_csv: Path | None, json: Path | None
+) -> None:
+    writers = (
+        (csv, comparison.write_csv),
+        (detail_csv, comparison.write_detail_csv),
+        (json, comparison.write_json),
+    )
+    for path, write in writers:
+        if path is not None:
+            write(path)
+            print(f"wrote {path}", file=sys.stderr)
+
+
+@app.command()
+def compare(
+    objectives: Annotated[
+        list[str] | None,
+        typer.Argument(help="Objectives to run (default: every registered one).", show_default=False),
+    ] = None,
+    estimator: Annotated[
+        list[str] | None,
+        typer.Option("-e", "--estimator", help="Estimator to run; repeatable (default: all)."),
+    ] = None,
+    samples: Annotated[
+        int, typer.Option("-n", "--samples", min=1, help="Per-sample estimates per pair.")
+    ] = RunConfig.n_samples,
+    seed: Annotated[int, typer.Option(help="Seed; each pair derives its own generator.")] = 0,
+    device: Annotated[str, typer.Option(help=f"One of {', '.join(DEVICES)}.")] = "cpu",
+    dtype: Annotated[str, typer.Option(help=f"One of {', '.join(DTYPES)}.")] = "float32",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="KEY=VALUE for every chosen objective with setting KEY, or NAME.KEY=VALUE for "
+            "one objective or estimator (e.g. --set sigma=2 --set fd.step=1e-3); repeatable.",
+        ),
+    ] = None,
+    chunk_size: Annotated[
+        int | None,
+        typer.Option(min=1, help="Estimates per chunk (default: fit a 256 MiB budget)."),
+    ] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="Timing repeats (median).")] = 5,
+    csv: Annotated[Path | None, typer.Option(help="Write the main table as CSV.")] = None,
+    detail_csv: Annotated[
+        Path | None, typer.Option(help="Write one row per parameter coordinate as CSV.")
+    ] = None,
+    json: Annotated[
+        Path | None, typer.Option(help="Write the record with provenance as JSON.")
+    ] = None,
+) -> None:
+    """Measure bias, variance and cost of each estimator on each objective."""
+    try:
+        for path, flag in ((csv, "--csv"), (detail_csv, "--detail-csv"), (json, "--json")):
+            _check_output(path, flag)
+        comparison = _run_with_progress(
+            objectives=objectives,
+            estimators=estimator,
+            n_samples=samples,
+            seed=seed,
+            device=device,
+            dtype=dtype,
+            settings=_parse_settings(set_ or []),
+            chunk_size=chunk_size,
+            timing_repeats=repeats,
+            argv=sys.argv[1:],
+        )
+    except InputError as error:
+        _error(str(error))
+        raise typer.Exit(USAGE_ERROR) from None
+
+    table = comparison.table()
+    _stdout().print(rich_table(table))
+    for line in warning_lines(table):
+        print(f"warning: {line}", file=sys.stderr)
+    failed = int((table["status"] == "failed").sum())
+    if failed:
+        print(f"{failed} pair(s) failed; their reason is in the table", file=sys.stderr)
+    try:
+        _write_outputs(comparison, csv, detail_csv, json)
+    except OSError as error:
+        _error(f"could not write output: {error}")
+        raise typer.Exit(RUNTIME_ERROR) from None
+    if comparison.interrupted:
+        _error("interrupted; the table holds the pairs that finished")
+        raise typer.Exit(INTERRUPTED)
+
+
+def _run_with_progress(**arguments: Any) -> Comparison:
+    """Run the comparison with a progress bar on stderr (only when stderr is a terminal)."""
+    stderr = Console(stderr=True)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal) as bar:
+        task = bar.add_task("comparing", total=None)
+
+        def advance(result: RunResult) -> None:
+            bar.update(
+                task, advance=1, description=f"{result.objective.name} × {result.estimator.name}"
+            )
+
+        return run_comparison(on_result=advance, **arguments)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

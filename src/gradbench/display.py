@@ -1,0 +1,141 @@
+"""Human views of the main table: the rich terminal table and Markdown.
+
+Both render the same cells, formatted here and only here: three significant figures, every
+statistic with its uncertainty, times scaled to a readable unit. Machine formats stay raw.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from rich.table import Table
+
+from gradbench.results import BIAS_SIGNIFICANCE, WARNING_SEPARATOR, bias_is_significant
+
+HEADERS = (
+    "estimator",
+    "evals",
+    "variance [95% CI]",
+    "bias ‖ḡ−g*‖",
+    "MSE",
+    "SNR",
+    "cosine",
+    "sign error",
+    "time/estimate",
+    "work×variance",
+)
+BEST_MARK = "★"
+
+
+def number(value: float) -> str:
+    """Three significant figures; ``—`` for undefined, ``∞`` for infinite."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    return f"{value:.3g}"
+
+
+def with_se(value: float, se: float) -> str:
+    return number(value) if math.isnan(se) else f"{number(value)} ± {number(se)}"
+
+
+def duration(seconds: float) -> str:
+    """Seconds scaled to s, ms, µs or ns."""
+    if math.isnan(seconds):
+        return "—"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def bias_cell(row: dict) -> str:
+    """‖bias‖ with the verdict of its test: ``n.s.`` when not distinguishable from zero."""
+    if math.isnan(row["bias_p"]):
+        verdict = "biased, no noise" if bias_is_significant(row) else "exact"
+    elif bias_is_significant(row):
+        verdict = f"p={row['bias_p']:.1g}"
+    else:
+        verdict = "n.s."
+    return f"{number(row['bias_norm'])} ({verdict})"
+
+
+def cells(row: dict) -> list[str]:
+    """The displayed cells of one row of the main table."""
+    name = f"{BEST_MARK} {row['estimator']}" if row["best"] else row["estimator"]
+    if row["status"] != "ok":
+        return [name, str(row["evals_per_sample"]), f"{row['status']}: {row['reason']}"] + [
+            ""
+        ] * (len(HEADERS) - 3)
+    variance = (
+        f"{number(row['variance'])} "
+        f"[{number(row['variance_ci_low'])}, {number(row['variance_ci_high'])}]"
+    )
+    return [
+        name,
+        str(row["evals_per_sample"]),
+        variance,
+        bias_cell(row),
+        with_se(row["mse"], row["mse_se"]),
+        number(row["snr"]),
+        with_se(row["cosine"], row["cosine_se"]),
+        with_se(row["sign_error"], row["sign_error_se"]),
+        duration(row["time_per_sample_s"]),
+        number(row["work_variance"]),
+    ]
+
+
+def caption(table: pd.DataFrame) -> str:
+    first = table.iloc[0] if len(table) else None
+    run = (
+        f"n = {first['n_samples']}, seed {first['seed']}, {first['device']} ({first['device_name']}), "
+        f"{first['dtype']}"
+        if first is not None
+        else ""
+    )
+    return (
+        f"{run}. variance: trace of the covariance of one estimate, 95% jackknife interval. "
+        f"bias: n.s. = not distinguishable from zero (Bonferroni p ≥ {BIAS_SIGNIFICANCE:g}). "
+        "MSE, cosine, sign error: per estimate, ± standard error. "
+        f"{BEST_MARK} lowest work×variance (variance × seconds per estimate) "
+        "among estimators without significant bias."
+    )
+
+
+def rich_table(table: pd.DataFrame) -> Table:
+    """The terminal view: one section per objective, the best estimator in bold."""
+    view = Table(caption=caption(table), caption_justify="left", header_style="bold")
+    view.add_column("objective", style="cyan", no_wrap=True)
+    for header in HEADERS:
+        view.add_column(header, justify="left" if header == "estimator" else "right")
+    rows = table.to_dict("records")
+    for index, row in enumerate(rows):
+        starts_section = index == 0 or rows[index - 1]["objective"] != row["objective"]
+        if starts_section and index:
+            view.add_section()
+        style = "bold green" if row["best"] else ("dim" if row["status"] != "ok" else None)
+        view.add_row(row["objective"] if starts_section else "", *cells(row), style=style)
+    return view
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """The same cells as a GitHub-flavoured Markdown table, caption below."""
+    header = ["objective", *HEADERS]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|",
+    ]
+    for row in table.to_dict("records"):
+        lines.append("| " + " | ".join([row["objective"], *cells(row)]).replace("\n", " ") + " |")
+    return "\n".join(lines) + "\n\n" + caption(table) + "\n"
+
+
+def warning_lines(table: pd.DataFrame) -> list[str]:
+    """One line per warning of each row, prefixed with its pair."""
+    lines = []
+    for row in table.to_dict("records"):
+        for note in filter(None, str(row["warnings"]).split(WARNING_SEPARATOR)):
+            lines.append(f"{row['objective']} × {row['estimator']}: {note}")
+    return lines

@@ -1,0 +1,174 @@
+"""Run one (objective, estimator) pair: per-sample estimates in chunks → statistics and timing.
+
+The estimates of a run are drawn in chunks of at most ``chunk_size`` rows from one
+``torch.Generator`` seeded by (seed, objective, estimator), so a run's numbers do not depend on
+which other pairs ran or in what order. Each chunk is reduced on the device into the float64
+accumulators of :class:`~gradbench.stats.GradientStatistics` and then dropped: memory is bounded
+by the chunk, not by n. The loop never reads a value back to the host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from gradbench.estimator import Estimator
+from gradbench.objective import Objective
+from gradbench.params import ParamLayout, Params
+from gradbench.stats import GradientStatistics, Summary
+from gradbench.timing import Timing, time_per_sample
+
+#: Working memory a chunk may use when the caller does not fix ``chunk_size``.
+DEFAULT_MEMORY_BUDGET = 256 * 2**20
+#: Bytes of temporaries per element of x or θ that one cost evaluation holds (autograd included).
+_BYTES_PER_ELEMENT_FACTOR = 8
+#: Below this many usable estimates the variance interval is flagged as unreliable.
+MIN_RELIABLE_SAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How to run: sample count, seed, device, dtype, chunking and timing."""
+
+    n_samples: int = 100_000
+    seed: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    dtype: torch.dtype = torch.float32
+    chunk_size: int | None = None
+    timing_repeats: int = 5
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
+
+
+@dataclass
+class RunResult:
+    """The outcome of one pair; ``summary`` and ``timing`` are set when ``status == "ok"``."""
+
+    objective: Objective
+    estimator: Estimator
+    status: str
+    reason: str = ""
+    grad_dim: int = 0
+    labels: list[str] = field(default_factory=list)
+    evals_per_sample: int = 0
+    run_seed: int = 0
+    chunk_size: int = 0
+    summary: Summary | None = None
+    timing: Timing | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def derive_seed(seed: int, *names: str) -> int:
+    """A 63-bit seed from the user's seed and names, stable across processes and platforms."""
+    text = "/".join([str(seed), *names]).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") >> 1
+
+
+def choose_chunk_size(
+    objective: Objective, params: Params, evals_per_sample: int, config: RunConfig
+) -> int:
+    """Rows per chunk: ``config.chunk_size`` if given, else what fits the memory budget."""
+    if config.chunk_size is not None:
+        return max(1, min(config.chunk_size, config.n_samples))
+    event = math.prod(objective.distribution(params).event_shape)
+    grad_dim = ParamLayout.of(params).size
+    itemsize = torch.empty((), dtype=config.dtype).element_size()
+    per_estimate = _BYTES_PER_ELEMENT_FACTOR * itemsize * evals_per_sample * (event + grad_dim)
+    per_estimate += 8 * 8 * (grad_dim + 3)  # float64 statistics temporaries
+    return max(1, min(config.n_samples, config.memory_budget // per_estimate))
+
+
+def run_pair(objective: Objective, estimator: Estimator, config: RunConfig) -> RunResult:
+    """Measure ``estimator`` on ``objective``; never raises for a failing pair."""
+    params = {
+        k: v.to(device=config.device, dtype=config.dtype) for k, v in objective.parameters().items()
+    }
+    layout = ParamLayout.of(params)
+    result = RunResult(
+        objective,
+        estimator,
+        status="ok",
+        grad_dim=layout.size,
+        labels=layout.labels(),
+        evals_per_sample=estimator.evals_per_sample(layout.size),
+        run_seed=derive_seed(config.seed, objective.name, estimator.name),
+    )
+    if missing := estimator.missing(objective):
+        result.status, result.reason = "skipped", missing
+        return result
+    try:
+        _measure(objective, estimator, params, config, result)
+    except Exception as error:  # one failing pair must not stop the others
+        result.status, result.reason = "failed", f"{type(error).__name__}: {error}"
+        result.summary = result.timing = None
+    return result
+
+
+def _measure(
+    objective: Objective,
+    estimator: Estimator,
+    params: Params,
+    config: RunConfig,
+    result: RunResult,
+) -> None:
+    # The reference is taken at the parameters as the run's dtype represents them.
+    reference = objective.exact_gradient({k: v.double() for k, v in params.items()})
+    generator = torch.Generator(device=config.device).manual_seed(result.run_seed)
+    chunk = choose_chunk_size(objective, params, result.evals_per_sample, config)
+
+    def estimates(m: int) -> Tensor:
+        g = estimator.estimate(objective, params, m, generator)
+        if g.shape != (m, result.grad_dim):
+            raise ValueError(
+                f"{estimator.name} returned shape {tuple(g.shape)}, expected ({m}, {result.grad_dim})"
+            )
+        return g
+
+    statistics = GradientStatistics(reference.to(config.device), config.n_samples)
+    while statistics.added < config.n_samples:
+        m = min(chunk, config.n_samples - statistics.added)
+        try:
+            statistics.add(estimates(m))
+        except torch.OutOfMemoryError:
+            if m == 1:
+                raise
+            chunk = max(1, m // 2)
+    result.chunk_size = chunk
+    result.summary = statistics.summary()
+
+    batch = min(chunk, config.n_samples)
+    timing_generator = torch.Generator(device=config.device).manual_seed(result.run_seed + 1)
+
+    def produce() -> Tensor:
+        return estimator.estimate(objective, params, batch, timing_generator)
+
+    result.timing = time_per_sample(produce, batch, config.timing_repeats, config.device)
+    result.warnings = _warnings(result.summary, result.timing)
+
+
+def _warnings(summary: Summary, timing: Timing) -> list[str]:
+    """Checks on a finished run, each saying what to do about it."""
+    notes = []
+    if summary.n_nonfinite:
+        total = summary.n_nonfinite + summary.n_used
+        notes.append(
+            f"{summary.n_nonfinite} of {total} estimates had NaN/Inf and were left out;"
+            " check the objective's settings (--set) or use --dtype float64"
+        )
+    if summary.n_used < MIN_RELIABLE_SAMPLES:
+        notes.append(
+            f"only {summary.n_used} estimates: the variance interval is unreliable;"
+            f" use --samples {MIN_RELIABLE_SAMPLES * 10} or more"
+        )
+    low, high = summary.variance_ci
+    if low > 0 and high / low > 2:
+        notes.append(
+            "the variance interval spans more than a factor 2 (heavy tails);"
+            " raise --samples for a stable variance"
+        )
+    if timing.below_resolution:
+        notes.append("timing is near the timer's resolution; raise --samples for a longer batch")
+    return notes

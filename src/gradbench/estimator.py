@@ -1,0 +1,83 @@
+"""The estimator contract and the surrogate-loss helper every autograd estimator uses.
+
+An estimator turns random draws into n **per-sample** estimates g_i of ∇_θ J, a tensor
+``[n, P]`` (P = number of scalar coordinates of θ, in :class:`~gradbench.params.ParamLayout`
+order). It never reduces over samples: the harness computes every statistic from those rows.
+
+Most estimators are a surrogate loss L_i(θ) with ∇_θ L_i = g_i. :func:`per_sample_gradients`
+turns n surrogate values into n gradients with one backward pass by broadcasting θ along a
+leading sample dim: sample i only touches row i of θ, so the gradient of Σ_i L_i with respect to
+that ``[n, *shape]`` copy is exactly the stack of per-sample gradients.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from gradbench.objective import Capability, Objective
+from gradbench.params import ParamLayout, Params
+from gradbench.settings import Setting, Value, resolve
+
+
+class Estimator(ABC):
+    """Base class of estimators.
+
+    Subclasses declare ``name``, ``description``, ``requires`` (the capabilities the objective
+    must offer), ``unbiased`` (a claim the harness tests), ``options`` and implement
+    :meth:`estimate`.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    requires: ClassVar[frozenset[Capability]] = frozenset()
+    unbiased: ClassVar[bool] = True
+    options: ClassVar[tuple[Setting, ...]] = ()
+    #: :meth:`evals_per_sample` in words, for listings ("1", "2P", "K").
+    evals_formula: ClassVar[str] = "1"
+
+    def __init__(self, **options: object) -> None:
+        self.config: dict[str, Value] = resolve(type(self).options, options, self.name)
+
+    def evals_per_sample(self, grad_dim: int) -> int:
+        """Cost evaluations f(x; θ) spent on one estimate, for a θ of ``grad_dim`` coordinates."""
+        return 1
+
+    def missing(self, objective: Objective) -> str:
+        """Why this estimator cannot run on ``objective``; empty when it can."""
+        lacking = sorted(c.value for c in self.requires - objective.capabilities())
+        if not lacking:
+            return ""
+        return f"requires {' and '.join(lacking)}, which {objective.name} does not offer"
+
+    @abstractmethod
+    def estimate(
+        self, objective: Objective, params: Params, n: int, generator: torch.Generator
+    ) -> Tensor:
+        """n independent per-sample estimates of ∇_θ J at ``params``, ``[n, P]``.
+
+        ``params`` are ``{name: [*shape]}`` on the run's device and dtype; every random draw
+        must come from ``generator``.
+        """
+
+
+Surrogate = Callable[[Params], Tensor]
+
+
+def per_sample_gradients(surrogate: Surrogate, params: Params, n: int) -> Tensor:
+    """Per-sample gradients ``[n, P]`` of n surrogate losses, in one backward pass.
+
+    ``surrogate`` receives θ broadcast to ``{name: [n, *shape]}`` and must return ``[n]`` where
+    entry i depends on row i of θ only; the result's row i is ∇_θ L_i.
+    """
+    leaves = {k: v.detach().expand(n, *v.shape).requires_grad_() for k, v in params.items()}
+    with torch.enable_grad():
+        losses = surrogate(leaves)
+        if losses.shape != (n,):
+            raise ValueError(f"surrogate returned shape {tuple(losses.shape)}, expected ({n},)")
+        grads = torch.autograd.grad(losses.sum(), list(leaves.values()), materialize_grads=True)
+    return ParamLayout.of(params).flatten(dict(zip(leaves, grads, strict=True)), batch_dims=1)

@@ -1,0 +1,35 @@
+"""Score-function estimator (REINFORCE; Williams 1992; Glynn 1990).
+
+    g = f(x; θ) ∇_θ log q_θ(x) + ∇_θ f(x; θ),   x ~ q_θ,
+
+unbiased for any q_θ with a differentiable log-density, discrete or continuous; the second term
+is present only when the cost depends on θ. No baseline. Requires: nothing beyond ``log_prob``.
+Cost: 1 evaluation of f per estimate. Survey: Mohamed et al. 2020, JMLR, §4.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from gradbench.estimator import Estimator, per_sample_gradients
+from gradbench.objective import Objective
+from gradbench.params import Params
+
+
+class Reinforce(Estimator):
+    """Surrogate L_i = stop_grad(f(x_i; θ)) · log q_θ(x_i) + f(x_i; θ), x_i detached."""
+
+    name = "reinforce"
+    description = "score function f(x)·∇log q(x), no baseline"
+
+    def estimate(
+        self, objective: Objective, params: Params, n: int, generator: torch.Generator
+    ) -> Tensor:
+        x = objective.sample(params, n, generator)
+
+        def surrogate(theta: Params) -> Tensor:
+            cost = objective.cost(x, theta)
+            return cost.detach() * objective.distribution(theta).log_prob(x) + cost
+
+        return per_sample_gradients(surrogate, params, n)

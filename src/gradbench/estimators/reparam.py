@@ -1,0 +1,35 @@
+"""Pathwise estimator (the reparameterization trick; Kingma & Welling 2014; Rezende et al. 2014).
+
+    g = ∇_θ f(T_θ(ε); θ),   ε ~ p(ε),   x = T_θ(ε) ~ q_θ,
+
+the gradient through ``rsample()``; unbiased when T_θ is differentiable and f is differentiable
+in x. Requires: ``rsample`` and a differentiable cost. Cost: 1 evaluation of f per estimate.
+Survey: Mohamed et al. 2020, JMLR, §5.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from gradbench.estimator import Estimator, per_sample_gradients
+from gradbench.objective import Capability, Objective
+from gradbench.params import Params
+
+
+class Reparam(Estimator):
+    """Surrogate L_i = f(T_θ(ε_i); θ) with ε_i drawn from the run's generator."""
+
+    name = "reparam"
+    description = "pathwise ∇f(x(ε; θ)) through rsample()"
+    requires = frozenset({Capability.RSAMPLE, Capability.DIFFERENTIABLE_COST})
+
+    def estimate(
+        self, objective: Objective, params: Params, n: int, generator: torch.Generator
+    ) -> Tensor:
+        noise = objective.noise(n, params, generator)
+
+        def surrogate(theta: Params) -> Tensor:
+            return objective.cost(objective.transform(noise, theta), theta)
+
+        return per_sample_gradients(surrogate, params, n)

@@ -1,0 +1,107 @@
+"""The objective contract: J(θ) = E_{x ~ q_θ}[f(x; θ)] with an exact gradient.
+
+An objective owns
+
+* its parameters θ, named tensors (:meth:`Objective.parameters`);
+* its sampler, split into base noise ε and a map x = T_θ(ε) (:meth:`noise`,
+  :meth:`transform`), so that every draw comes from the run's ``torch.Generator`` and estimators
+  that need common random numbers (finite differences) can reuse ε at several θ; where q_θ has
+  ``rsample``, T_θ is that reparameterization and is differentiable in θ;
+* q_θ as a ``torch.distributions.Distribution`` whose batch shape is the leading sample dims and
+  whose event shape is one draw, for ``log_prob`` (:meth:`distribution`);
+* the cost f(x; θ) (:meth:`cost`);
+* the exact expectation J(θ) in closed form (:meth:`expected_cost`), which autograd differentiates
+  into the exact gradient (:meth:`exact_gradient`).
+
+Shapes: parameters are ``{name: [*shape]}``; every method also accepts parameters with extra
+leading batch dims ``[*B, *shape]`` and broadcasts them against the sample dims of ε and x.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from enum import Enum
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+
+from gradbench.params import ParamLayout, Params
+from gradbench.settings import Setting, Value, resolve
+
+
+class Capability(str, Enum):
+    """What an objective offers and an estimator may require."""
+
+    RSAMPLE = "rsample"
+    DIFFERENTIABLE_COST = "differentiable cost"
+
+
+class Objective(ABC):
+    """Base class of objectives; subclasses declare ``name``, ``description`` and ``settings``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    settings: ClassVar[tuple[Setting, ...]] = ()
+    #: How the reference gradient is obtained, shown next to every bias.
+    reference: ClassVar[str] = "exact (closed form)"
+    #: Whether f(x; θ) is differentiable in x, as the pathwise estimator needs.
+    differentiable_cost: ClassVar[bool] = True
+
+    def __init__(self, **settings: object) -> None:
+        self.config: dict[str, Value] = resolve(type(self).settings, settings, self.name)
+        self.validate()
+
+    def setting(self, name: str) -> float:
+        """The value of a numeric setting that has a default, as a float."""
+        return float(self.config[name])  # type: ignore[arg-type]
+
+    def validate(self) -> None:  # noqa: B027 - optional hook
+        """Check constraints across settings; raise :class:`~gradbench.errors.InputError`."""
+
+    @abstractmethod
+    def parameters(self) -> Params:
+        """θ at the configured values, float64 on the CPU, ``{name: [*shape]}``."""
+
+    @abstractmethod
+    def distribution(self, params: Params) -> Distribution:
+        """q_θ with batch shape = the leading dims of ``params`` and event shape = one draw."""
+
+    @abstractmethod
+    def noise(self, n: int, params: Params, generator: torch.Generator) -> Tensor:
+        """n draws of base noise ε, ``[n, *event]``, on ``generator``'s device, ``params``' dtype."""
+
+    @abstractmethod
+    def transform(self, noise: Tensor, params: Params) -> Tensor:
+        """x = T_θ(ε): ``[*S, *event]`` noise and ``[*B, *shape]`` params broadcast to x."""
+
+    @abstractmethod
+    def cost(self, x: Tensor, params: Params) -> Tensor:
+        """f(x; θ) for x ``[*S, *event]``, returning ``[*S]``."""
+
+    @abstractmethod
+    def expected_cost(self, params: Params) -> Tensor:
+        """J(θ) = E_{q_θ}[f(x; θ)] exactly, a scalar differentiable in θ."""
+
+    def sample(self, params: Params, n: int, generator: torch.Generator) -> Tensor:
+        """n draws x ~ q_θ, ``[n, *event]``, detached from θ."""
+        with torch.no_grad():
+            return self.transform(self.noise(n, params, generator), params)
+
+    def exact_gradient(self, params: Params) -> Tensor:
+        """∇_θ J as a flat float64 vector ``[P]`` (autograd through :meth:`expected_cost`)."""
+        leaves = {k: v.detach().to(torch.float64).requires_grad_() for k, v in params.items()}
+        with torch.enable_grad():
+            value = self.expected_cost(leaves)
+            grads = torch.autograd.grad(value, list(leaves.values()), materialize_grads=True)
+        return ParamLayout.of(params).flatten(dict(zip(leaves, grads, strict=True)))
+
+    def capabilities(self) -> frozenset[Capability]:
+        """What this objective offers, read off its distribution and cost."""
+        offered = set()
+        if self.distribution(self.parameters()).has_rsample:
+            offered.add(Capability.RSAMPLE)
+        if self.differentiable_cost:
+            offered.add(Capability.DIFFERENTIABLE_COST)
+        return frozenset(offered)

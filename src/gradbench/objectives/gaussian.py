@@ -1,0 +1,123 @@
+"""Gaussian objectives: x ~ N(μ, diag σ²) in ``dim`` dimensions, f(x) = Σ_d c(x_d).
+
+Parameters are ``mu`` and ``sigma`` (σ itself, not log σ), each ``[dim]``. Sampling is the
+location-scale reparameterization x = μ + σ ⊙ ε with ε ~ N(0, I), which is what ``rsample()``
+does, here drawn from the run's generator.
+
+Each subclass gives the per-coordinate cost c and its Gaussian expectation E[c(x_d)] in closed
+form; the exact gradient is autograd of that expectation. Reference values (one coordinate,
+a = μ − k) for ``gaussian-square``: ∇_μ J = 2a, ∇_σ J = 2σ; per-sample variance of ∂/∂μ is
+(a⁴ + 14a²σ² + 15σ⁴)/σ² for the score function and 4σ² for the pathwise estimator
+(Mohamed et al. 2020, JMLR, §3–5).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, Independent, Normal
+
+from gradbench.errors import InputError
+from gradbench.objective import Objective
+from gradbench.params import Params
+from gradbench.settings import Setting, at_least, positive
+
+_SHARED_SETTINGS = (
+    Setting("dim", int, 1, "number of independent coordinates D", at_least(1)),
+    Setting("mu", float, 1.0, "mean μ of every coordinate"),
+    Setting("sigma", float, 1.0, "standard deviation σ of every coordinate", positive),
+)
+
+
+class GaussianObjective(Objective):
+    """Shared sampler and parameters of the Gaussian family; subclasses add c(x) and E[c(x)]."""
+
+    def parameters(self) -> Params:
+        dim = int(self.setting("dim"))
+        return {
+            "mu": torch.full((dim,), self.setting("mu"), dtype=torch.float64),
+            "sigma": torch.full((dim,), self.setting("sigma"), dtype=torch.float64),
+        }
+
+    def distribution(self, params: Params) -> Distribution:
+        return Independent(Normal(params["mu"], params["sigma"]), 1)
+
+    def noise(self, n: int, params: Params, generator: torch.Generator) -> Tensor:
+        mu = params["mu"]
+        return torch.randn(
+            (n, mu.shape[-1]), generator=generator, dtype=mu.dtype, device=generator.device
+        )
+
+    def transform(self, noise: Tensor, params: Params) -> Tensor:
+        return params["mu"] + params["sigma"] * noise
+
+    def cost(self, x: Tensor, params: Params) -> Tensor:
+        return self.coordinate_cost(x).sum(-1)
+
+    def expected_cost(self, params: Params) -> Tensor:
+        return self.expected_coordinate_cost(params["mu"], params["sigma"]).sum()
+
+    @property
+    def k(self) -> float:
+        return self.setting("k")
+
+    @abstractmethod
+    def coordinate_cost(self, x: Tensor) -> Tensor:
+        """c(x), elementwise."""
+
+    @abstractmethod
+    def expected_coordinate_cost(self, mu: Tensor, sigma: Tensor) -> Tensor:
+        """E[c(x)] for x ~ N(μ, σ²), elementwise, in closed form."""
+
+
+class GaussianSquare(GaussianObjective):
+    """f(x) = Σ (x − k)²; E = Σ (μ − k)² + σ²."""
+
+    name = "gaussian-square"
+    description = "f(x) = Σ (x − k)², x ~ N(μ, σ²)"
+    settings = (*_SHARED_SETTINGS, Setting("k", float, 3.0, "shift k of the quadratic"))
+
+    def coordinate_cost(self, x: Tensor) -> Tensor:
+        return (x - self.k) ** 2
+
+    def expected_coordinate_cost(self, mu: Tensor, sigma: Tensor) -> Tensor:
+        return (mu - self.k) ** 2 + sigma**2
+
+
+class GaussianExp(GaussianObjective):
+    """f(x) = Σ exp(−k x²); E = Σ (1 + 2kσ²)^{-1/2} exp(−k μ² / (1 + 2kσ²)), for 1 + 2kσ² > 0."""
+
+    name = "gaussian-exp"
+    description = "f(x) = Σ exp(−k x²), x ~ N(μ, σ²)"
+    settings = (*_SHARED_SETTINGS, Setting("k", float, 1.0, "rate k (needs 1 + 2kσ² > 0)"))
+
+    def validate(self) -> None:
+        sigma = self.setting("sigma")
+        if 1 + 2 * self.k * sigma**2 <= 0:
+            raise InputError(
+                f"{self.name}: k={self.k:g} with sigma={sigma:g} gives an infinite expectation;"
+                " need 1 + 2·k·sigma² > 0"
+            )
+
+    def coordinate_cost(self, x: Tensor) -> Tensor:
+        return torch.exp(-self.k * x**2)
+
+    def expected_coordinate_cost(self, mu: Tensor, sigma: Tensor) -> Tensor:
+        spread = 1 + 2 * self.k * sigma**2
+        return torch.exp(-self.k * mu**2 / spread) / torch.sqrt(spread)
+
+
+class GaussianCos(GaussianObjective):
+    """f(x) = Σ cos(k x); E = Σ cos(kμ) exp(−k²σ²/2)."""
+
+    name = "gaussian-cos"
+    description = "f(x) = Σ cos(k x), x ~ N(μ, σ²)"
+    settings = (*_SHARED_SETTINGS, Setting("k", float, 5.0, "frequency k"))
+
+    def coordinate_cost(self, x: Tensor) -> Tensor:
+        return torch.cos(self.k * x)
+
+    def expected_coordinate_cost(self, mu: Tensor, sigma: Tensor) -> Tensor:
+        return torch.cos(self.k * mu) * torch.exp(-0.5 * (self.k * sigma) ** 2)

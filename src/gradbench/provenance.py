@@ -1,0 +1,53 @@
+"""Where and with what a result was made: versions, device, time, arguments."""
+
+from __future__ import annotations
+
+import platform
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+
+SCHEMA_VERSION = 1
+
+
+def gradbench_version() -> str:
+    return version("gradbench")
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name where the OS tells it."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def provenance(
+    device: torch.device,
+    dtype: torch.dtype,
+    seed: int,
+    n_samples: int,
+    argv: list[str] | None = None,
+) -> dict:
+    """The run-level record saved with every result; ``argv`` is the command line, if any."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "gradbench_version": gradbench_version(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "seed": seed,
+        "n_samples": n_samples,
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "argv": argv or [],
+        "plugins": [],
+    }

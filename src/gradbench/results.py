@@ -1,0 +1,271 @@
+"""The result record of a comparison and its machine-readable exports (CSV, JSON).
+
+One :class:`Comparison` holds a tidy row per (objective, estimator), a row per parameter
+coordinate, and the provenance. CSV, JSON, Markdown and the terminal table are views of it.
+Numbers are raw floats in SI units (seconds); an undefined value is NaN (empty in CSV, ``null``
+in JSON, which also stands for ±inf there since JSON has no infinities).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from gradbench.engine import RunConfig, RunResult
+
+NAN = math.nan
+
+#: Columns of the main table, in order; objective settings (``setting_*``) and estimator
+#: options (``option_*``) follow them.
+COLUMNS = (
+    "objective",
+    "estimator",
+    "status",
+    "reason",
+    "best",
+    "n_samples",
+    "n_used",
+    "n_nonfinite",
+    "seed",
+    "run_seed",
+    "device",
+    "device_name",
+    "dtype",
+    "grad_dim",
+    "evals_per_sample",
+    "reference",
+    "true_grad_norm",
+    "variance",
+    "variance_ci_low",
+    "variance_ci_high",
+    "bias_norm",
+    "bias_z_max",
+    "bias_p",
+    "mse",
+    "mse_se",
+    "snr",
+    "cosine",
+    "cosine_se",
+    "sign_error",
+    "sign_error_se",
+    "time_per_sample_s",
+    "time_per_sample_min_s",
+    "time_per_sample_max_s",
+    "timing_repeats",
+    "timing_batch",
+    "work_variance",
+    "chunk_size",
+    "warnings",
+    "gradbench_version",
+    "torch_version",
+)
+
+DETAIL_COLUMNS = (
+    "objective",
+    "estimator",
+    "param",
+    "true_grad",
+    "mean_grad",
+    "bias",
+    "bias_se",
+    "bias_z",
+    "variance",
+    "variance_ci_low",
+    "variance_ci_high",
+)
+
+#: Joins the warnings of one row in its ``warnings`` cell.
+WARNING_SEPARATOR = " | "
+#: A bias with a Bonferroni p-value below this is "distinguishable from zero".
+BIAS_SIGNIFICANCE = 0.01
+#: Without sampling noise (zero variance), a bias above this fraction of ‖g*‖ counts as real.
+_DETERMINISTIC_BIAS_TOLERANCE = 1e-6
+
+
+@dataclass
+class Comparison:
+    """Rows per pair and per coordinate, with provenance; ``interrupted`` if Ctrl-C cut it short."""
+
+    rows: list[dict] = field(default_factory=list)
+    details: list[dict] = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)
+    interrupted: bool = False
+
+    def table(self) -> pd.DataFrame:
+        """The main table: exactly the CSV's columns."""
+        extra = sorted(
+            {k for row in self.rows for k in row if k.startswith("setting_")}
+        ) + sorted({k for row in self.rows for k in row if k.startswith("option_")})
+        return pd.DataFrame(self.rows, columns=[*COLUMNS, *extra])
+
+    def detail_table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.details, columns=list(DETAIL_COLUMNS))
+
+    def to_json_text(self) -> str:
+        document = {
+            "schema_version": self.provenance.get("schema_version"),
+            "provenance": self.provenance,
+            "interrupted": self.interrupted,
+            "results": [_json_safe(row) for row in self.table().to_dict("records")],
+            "details": [_json_safe(row) for row in self.detail_table().to_dict("records")],
+        }
+        return json.dumps(document, indent=2, allow_nan=False) + "\n"
+
+    def write_csv(self, path: str | Path) -> None:
+        write_atomic(path, self.table().to_csv(index=False))
+
+    def write_detail_csv(self, path: str | Path) -> None:
+        write_atomic(path, self.detail_table().to_csv(index=False))
+
+    def write_json(self, path: str | Path) -> None:
+        write_atomic(path, self.to_json_text())
+
+
+def _json_safe(row: dict) -> dict:
+    def clean(value: object) -> object:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if hasattr(value, "item"):  # numpy scalars from pandas
+            return clean(value.item())  # type: ignore[union-attr]
+        return value
+
+    return {k: clean(v) for k, v in row.items()}
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file, so a failure leaves no partial file."""
+    target = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def build_comparison(
+    results: Iterable[RunResult], config: RunConfig, provenance: dict, interrupted: bool = False
+) -> Comparison:
+    """Turn run results into the record every output is a view of."""
+    comparison = Comparison(provenance=provenance, interrupted=interrupted)
+    for result in results:
+        comparison.rows.append(_row(result, config, provenance))
+        comparison.details.extend(_detail_rows(result))
+    _mark_best(comparison.rows)
+    return comparison
+
+
+def _row(result: RunResult, config: RunConfig, provenance: dict) -> dict:
+    row: dict = dict.fromkeys(COLUMNS, NAN)
+    row.update(
+        objective=result.objective.name,
+        estimator=result.estimator.name,
+        status=result.status,
+        reason=result.reason,
+        best=False,
+        n_samples=config.n_samples,
+        seed=config.seed,
+        run_seed=result.run_seed,
+        device=provenance["device"],
+        device_name=provenance["device_name"],
+        dtype=provenance["dtype"],
+        grad_dim=result.grad_dim,
+        evals_per_sample=result.evals_per_sample,
+        reference=result.objective.reference,
+        warnings=WARNING_SEPARATOR.join(result.warnings),
+        gradbench_version=provenance["gradbench_version"],
+        torch_version=provenance["torch_version"],
+    )
+    row.update({f"setting_{k}": _raw(v) for k, v in result.objective.config.items()})
+    row.update({f"option_{k}": _raw(v) for k, v in result.estimator.config.items()})
+    summary, timing = result.summary, result.timing
+    if summary is not None:
+        row.update(
+            n_used=summary.n_used,
+            n_nonfinite=summary.n_nonfinite,
+            true_grad_norm=float(summary.reference.norm()),
+            variance=summary.variance,
+            variance_ci_low=summary.variance_ci[0],
+            variance_ci_high=summary.variance_ci[1],
+            bias_norm=summary.bias_norm,
+            bias_z_max=summary.bias_z_max,
+            bias_p=summary.bias_p,
+            mse=summary.mse,
+            mse_se=summary.mse_se,
+            snr=summary.snr,
+            cosine=summary.cosine,
+            cosine_se=summary.cosine_se,
+            sign_error=summary.sign_error,
+            sign_error_se=summary.sign_error_se,
+            chunk_size=result.chunk_size,
+        )
+    if timing is not None:
+        row.update(
+            time_per_sample_s=timing.per_sample_s,
+            time_per_sample_min_s=timing.min_per_sample_s,
+            time_per_sample_max_s=timing.max_per_sample_s,
+            timing_repeats=timing.repeats,
+            timing_batch=timing.batch,
+            work_variance=row["variance"] * timing.per_sample_s,
+        )
+    return row
+
+
+def _raw(value: object) -> object:
+    return NAN if value is None else value
+
+
+def _detail_rows(result: RunResult) -> list[dict]:
+    summary = result.summary
+    if summary is None:
+        return []
+    low, high = summary.coordinate_variance_ci
+    bias = summary.bias
+    z = bias.abs() / summary.bias_se
+    rows = []
+    for j, label in enumerate(result.labels):
+        rows.append(
+            {
+                "objective": result.objective.name,
+                "estimator": result.estimator.name,
+                "param": label,
+                "true_grad": float(summary.reference[j]),
+                "mean_grad": float(summary.mean[j]),
+                "bias": float(bias[j]),
+                "bias_se": float(summary.bias_se[j]),
+                "bias_z": float(z[j]) if summary.bias_se[j] > 0 else NAN,
+                "variance": float(summary.coordinate_variance[j]),
+                "variance_ci_low": float(low[j]),
+                "variance_ci_high": float(high[j]),
+            }
+        )
+    return rows
+
+
+def bias_is_significant(row: dict) -> bool:
+    """Whether a row's bias is distinguishable from zero (see :data:`BIAS_SIGNIFICANCE`)."""
+    p = row["bias_p"]
+    if not math.isnan(p):
+        return p < BIAS_SIGNIFICANCE
+    # No coordinate has sampling noise: the bias is known exactly, up to rounding.
+    return row["bias_norm"] > _DETERMINISTIC_BIAS_TOLERANCE * max(row["true_grad_norm"], 1e-300)
+
+
+def _mark_best(rows: list[dict]) -> None:
+    """Per objective, mark the ok row with no significant bias and the lowest work_variance."""
+    by_objective: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["status"] == "ok" and not math.isnan(row["work_variance"]):
+            if not bias_is_significant(row):
+                by_objective.setdefault(row["objective"], []).append(row)
+    for candidates in by_objective.values():
+        min(candidates, key=lambda r: r["work_variance"])["best"] = True
