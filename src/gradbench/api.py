@@ -124,8 +124,8 @@ def run_comparison(
         raise InputError(f"n_samples must be a positive integer, got {n_samples}")
     if chunk_size is not None and chunk_size < 1:
         raise InputError(f"chunk_size must be a positive integer, got {chunk_size}")
-    if timing_repeats < 1:
-        raise InputError(f"timing_repeats must be a positive integer, got {timing_repeats}")
+    if timing_repeats < 0:
+        raise InputError(f"timing_repeats must be >= 0, got {timing_repeats}")
     config = RunConfig(
         n_samples=n_samples,
         seed=seed,

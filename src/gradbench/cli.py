@@ -170,7 +170,9 @@ def compare(
         int | None,
         typer.Option(min=1, help="Estimates per chunk (default: fit a 256 MiB budget)."),
     ] = None,
-    repeats: Annotated[int, typer.Option(min=1, help="Timing repeats (median).")] = 5,
+    repeats: Annotated[
+        int, typer.Option(min=0, help="Timed repeats after a warm-up (median); 0 skips timing.")
+    ] = RunConfig.timing_repeats,
     csv: Annotated[Path | None, typer.Option(help="Write the main table as CSV.")] = None,
     detail_csv: Annotated[
         Path | None, typer.Option(help="Write one row per parameter coordinate as CSV.")

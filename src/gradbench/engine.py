@@ -39,6 +39,7 @@ class RunConfig:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
     chunk_size: int | None = None
+    #: Timed calls after one warm-up; 0 skips timing (time columns are then NaN).
     timing_repeats: int = 5
     memory_budget: int = DEFAULT_MEMORY_BUDGET
 
@@ -139,17 +140,19 @@ def _measure(
     result.chunk_size = chunk
     result.summary = statistics.summary()
 
-    batch = min(chunk, config.n_samples)
-    timing_generator = torch.Generator(device=config.device).manual_seed(result.run_seed + 1)
+    if config.timing_repeats > 0:
+        batch = min(chunk, config.n_samples)
+        timing_seed = derive_seed(config.seed, objective.name, estimator.name, "timing")
+        timing_generator = torch.Generator(device=config.device).manual_seed(timing_seed)
 
-    def produce() -> Tensor:
-        return estimator.estimate(objective, params, batch, timing_generator)
+        def produce() -> Tensor:
+            return estimator.estimate(objective, params, batch, timing_generator)
 
-    result.timing = time_per_sample(produce, batch, config.timing_repeats, config.device)
+        result.timing = time_per_sample(produce, batch, config.timing_repeats, config.device)
     result.warnings = _warnings(result.summary, result.timing)
 
 
-def _warnings(summary: Summary, timing: Timing) -> list[str]:
+def _warnings(summary: Summary, timing: Timing | None) -> list[str]:
     """Checks on a finished run, each saying what to do about it."""
     notes = []
     if summary.n_nonfinite:
@@ -169,6 +172,6 @@ def _warnings(summary: Summary, timing: Timing) -> list[str]:
             "the variance interval spans more than a factor 2 (heavy tails);"
             " raise --samples for a stable variance"
         )
-    if timing.below_resolution:
+    if timing is not None and timing.below_resolution:
         notes.append("timing is near the timer's resolution; raise --samples for a longer batch")
     return notes

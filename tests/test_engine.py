@@ -1,0 +1,157 @@
+"""The engine: seeding, chunking, failure isolation, warnings."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from gradbench import compare, run_comparison
+from gradbench.engine import RunConfig, choose_chunk_size, derive_seed, run_pair
+from gradbench.errors import InputError
+from gradbench.estimator import Estimator
+from gradbench.estimators.reinforce import Reinforce
+from gradbench.objectives.gaussian import GaussianSquare
+
+FAST = RunConfig(n_samples=2000, seed=0, timing_repeats=0)
+TIME_COLUMNS = ["time_per_sample_s", "time_per_sample_min_s", "time_per_sample_max_s"]
+
+
+class Raising(Estimator):
+    name = "raising"
+    description = "always fails"
+
+    def estimate(self, objective, params, n, generator):
+        raise RuntimeError("boom")
+
+
+class WrongShape(Estimator):
+    name = "wrong-shape"
+    description = "returns a mean instead of per-sample rows"
+
+    def estimate(self, objective, params, n, generator):
+        return Reinforce().estimate(objective, params, n, generator).mean(0, keepdim=True)
+
+
+class SometimesNaN(Estimator):
+    name = "sometimes-nan"
+    description = "reinforce with every 10th estimate NaN"
+
+    def estimate(self, objective, params, n, generator):
+        g = Reinforce().estimate(objective, params, n, generator)
+        g[::10] = math.nan
+        return g
+
+
+class OutOfMemoryAbove(Estimator):
+    name = "oom"
+    description = "reinforce that runs out of memory for chunks above 300"
+
+    def estimate(self, objective, params, n, generator):
+        if n > 300:
+            raise torch.OutOfMemoryError("simulated")
+        return Reinforce().estimate(objective, params, n, generator)
+
+
+def measured(table: pd.DataFrame, columns) -> pd.DataFrame:
+    """The columns a run measures, less wall times and the cross-row ``best`` mark."""
+    dropped = [*TIME_COLUMNS, "work_variance", "best"]
+    return table[[c for c in columns if c not in dropped]].reset_index(drop=True)
+
+
+def test_same_seed_same_numbers_regardless_of_other_pairs():
+    alone = compare(["gaussian-square"], ["fd"], n_samples=3000, seed=4)
+    together = compare(["bernoulli-toy", "gaussian-square"], ["reinforce", "fd"], 3000, seed=4)
+    row = together[(together.objective == "gaussian-square") & (together.estimator == "fd")]
+    pd.testing.assert_frame_equal(measured(alone, alone.columns), measured(row, alone.columns))
+
+
+def test_a_different_seed_gives_different_draws():
+    first = compare(["gaussian-square"], ["reinforce"], n_samples=3000, seed=1)
+    second = compare(["gaussian-square"], ["reinforce"], n_samples=3000, seed=2)
+    assert first.variance[0] != second.variance[0]
+
+
+def test_derived_seeds_are_stable_and_distinct():
+    assert derive_seed(0, "a", "b") == derive_seed(0, "a", "b")
+    assert len({derive_seed(0, "a", "b"), derive_seed(0, "b", "a"), derive_seed(1, "a", "b")}) == 3
+    assert 0 <= derive_seed(123, "x") < 2**63
+
+
+@pytest.mark.parametrize(
+    ("estimator", "message"),
+    [(Raising(), "RuntimeError: boom"), (WrongShape(), "returned shape (1, 2), expected (2000, 2)")],
+)
+def test_a_failing_pair_becomes_a_failed_row(estimator, message):
+    result = run_pair(GaussianSquare(), estimator, FAST)
+    assert result.status == "failed"
+    assert message in result.reason
+    assert result.summary is None
+
+
+def test_nonfinite_estimates_are_counted_and_warned():
+    result = run_pair(GaussianSquare(), SometimesNaN(), FAST)
+    assert result.status == "ok"
+    assert result.summary.n_nonfinite == 200 and result.summary.n_used == 1800
+    assert any("NaN/Inf" in note for note in result.warnings)
+
+
+def test_out_of_memory_halves_the_chunk_and_finishes():
+    config = RunConfig(n_samples=2000, seed=0, timing_repeats=0, chunk_size=2000)
+    result = run_pair(GaussianSquare(), OutOfMemoryAbove(), config)
+    assert result.status == "ok"
+    assert result.chunk_size <= 300 and result.summary.n_used == 2000
+
+
+def test_chunked_run_uses_the_given_chunk_and_every_sample():
+    config = RunConfig(n_samples=1001, seed=0, timing_repeats=0, chunk_size=7)
+    result = run_pair(GaussianSquare(dim=3), Reinforce(), config)
+    assert result.chunk_size == 7 and result.summary.n_used == 1001
+
+
+def test_chunk_size_shrinks_with_evaluations_and_dimension():
+    objective = GaussianSquare(dim=64)
+    params = objective.parameters()
+    config = RunConfig(n_samples=10**8)
+    one = choose_chunk_size(objective, params, 1, config)
+    many = choose_chunk_size(objective, params, 256, config)
+    assert 1 <= many < one <= 10**8
+    assert many < one / 100
+
+
+def test_small_n_is_warned():
+    result = run_pair(GaussianSquare(), Reinforce(), RunConfig(n_samples=100, timing_repeats=0))
+    assert any("--samples" in note for note in result.warnings)
+
+
+def test_timing_is_recorded_when_asked():
+    result = run_pair(GaussianSquare(), Reinforce(), RunConfig(n_samples=500, timing_repeats=3))
+    assert result.timing.repeats == 3 and result.timing.batch == 500
+    assert result.timing.min_per_sample_s <= result.timing.per_sample_s
+    assert result.timing.per_sample_s <= result.timing.max_per_sample_s
+
+
+def test_api_rejects_bad_values_before_running():
+    with pytest.raises(InputError, match="n_samples"):
+        run_comparison(n_samples=0)
+    with pytest.raises(InputError, match="unknown estimator 'nope'; valid estimators: "):
+        run_comparison(estimators=["nope"])
+    with pytest.raises(InputError, match="sigma must be > 0"):
+        run_comparison(["gaussian-square"], settings={"sigma": -1})
+    with pytest.raises(InputError, match="'fdd' is not a chosen objective or estimator"):
+        run_comparison(["gaussian-square"], ["fd"], settings={"fdd.step": 1e-3})
+
+
+def test_settings_route_to_objectives_and_estimator_options():
+    table = compare(
+        ["gaussian-square", "bernoulli-toy"],
+        ["fd"],
+        n_samples=500,
+        settings={"dim": 2, "gaussian-square.k": 0.5, "fd.step": 1e-2},
+    )
+    square, toy = table.iloc[0], table.iloc[1]
+    assert square.setting_dim == 2 and toy.setting_dim == 2
+    assert square.setting_k == 0.5 and math.isnan(toy.setting_k)
+    assert square.option_step == 1e-2 and square.grad_dim == 4 and toy.grad_dim == 2
