@@ -114,7 +114,8 @@ def test_exact_expectation_matches_quadrature_for_each_gaussian_cost():
         (GaussianCos(mu=-0.7, sigma=0.6, k=5.0), lambda x: np.cos(5.0 * x)),
     ]:
         exact = float(objective.expected_cost(objective.parameters()))
-        assert exact == pytest.approx(expectation(lambda e: cost(-0.7 + 0.6 * e)), rel=1e-10)
+        reference = expectation(lambda e, cost=cost: cost(-0.7 + 0.6 * e))
+        assert exact == pytest.approx(reference, rel=1e-10)
 
 
 @pytest.mark.parametrize(("logit", "target"), [(0.0, 0.499), (0.0, 0.45), (-1.2, 0.3)])

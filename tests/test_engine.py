@@ -82,7 +82,10 @@ def test_derived_seeds_are_stable_and_distinct():
 
 @pytest.mark.parametrize(
     ("estimator", "message"),
-    [(Raising(), "RuntimeError: boom"), (WrongShape(), "returned shape (1, 2), expected (2000, 2)")],
+    [
+        (Raising(), "RuntimeError: boom"),
+        (WrongShape(), "returned shape (1, 2), expected (2000, 2)"),
+    ],
 )
 def test_a_failing_pair_becomes_a_failed_row(estimator, message):
     result = run_pair(GaussianSquare(), estimator, FAST)

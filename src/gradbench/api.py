@@ -91,9 +91,7 @@ def prepare(
     estimator_names = list(dict.fromkeys(estimators or registry.estimators.names()))
     objective_classes = [registry.objectives.get(name) for name in objective_names]
     estimator_classes = [registry.estimators.get(name) for name in estimator_names]
-    per_objective, per_estimator = _split_settings(
-        settings or {}, objective_names, estimator_names
-    )
+    per_objective, per_estimator = _split_settings(settings or {}, objective_names, estimator_names)
     return (
         [cls(**per_objective[cls.name]) for cls in objective_classes],
         [cls(**per_estimator[cls.name]) for cls in estimator_classes],
@@ -111,13 +109,14 @@ def run_comparison(
     chunk_size: int | None = None,
     timing_repeats: int = RunConfig.timing_repeats,
     on_result: Callable[[RunResult], None] | None = None,
-    argv: list[str] | None = None,
+    arguments: dict | None = None,
 ) -> Comparison:
     """Run every (objective, estimator) pair and return the full record.
 
     ``settings`` maps ``KEY`` (applied to every chosen objective that declares it) or
     ``NAME.KEY`` (one objective or estimator) to a value. ``on_result`` is called after each
-    pair. Ctrl-C stops the loop and returns what finished, with ``interrupted=True``.
+    pair; ``arguments`` (the command line, say) is saved in the provenance. Ctrl-C stops the
+    loop and returns what finished, with ``interrupted=True``.
     Raises :class:`~gradbench.errors.InputError` for bad input before anything runs.
     """
     if n_samples < 1:
@@ -145,7 +144,7 @@ def run_comparison(
                     on_result(results[-1])
     except KeyboardInterrupt:
         interrupted = True
-    record = provenance(config.device, config.dtype, seed, n_samples, argv)
+    record = provenance(config.device, config.dtype, seed, n_samples, arguments)
     return build_comparison(results, config, record, interrupted)
 
 
@@ -159,6 +158,4 @@ def compare(
     settings: Mapping[str, object] | None = None,
 ) -> pd.DataFrame:
     """Like :func:`run_comparison`, returning only the main table (the CSV's columns)."""
-    return run_comparison(
-        objectives, estimators, n_samples, seed, device, dtype, settings
-    ).table()
+    return run_comparison(objectives, estimators, n_samples, seed, device, dtype, settings).table()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,10 +21,10 @@ from typer.exceptions import Abort, TyperException
 
 from gradbench import registry
 from gradbench.api import DEVICES, DTYPES, run_comparison
+from gradbench.display import rich_table, warning_lines
 from gradbench.engine import RunConfig, RunResult
 from gradbench.errors import InputError
 from gradbench.results import Comparison
-from gradbench.display import rich_table, warning_lines
 from gradbench.settings import parse_assignment
 
 USAGE_ERROR, RUNTIME_ERROR, INTERRUPTED = 2, 1, 130
@@ -51,7 +52,8 @@ app = typer.Typer(
     cls=_OneLineErrors,
     add_completion=False,
     invoke_without_command=True,
-    help="Benchmark Monte Carlo gradient estimators: bias, variance and cost against exact gradients.",
+    help="Benchmark Monte Carlo gradient estimators: bias, variance and cost against exact"
+    " gradients.",
 )
 
 
@@ -107,6 +109,25 @@ def list_command() -> None:
     console.print(objectives)
 
 
+def _integer(minimum: int, noun: str) -> Callable[[str], int]:
+    """A typer parser for integers >= ``minimum`` whose error repeats the bad value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise typer.BadParameter(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise typer.BadParameter(f"{value} is not {noun} (must be >= {minimum})")
+        return value
+
+    return parse
+
+
+POSITIVE = _integer(1, "a positive integer")
+NON_NEGATIVE = _integer(0, "a non-negative integer")
+
+
 def _parse_settings(assignments: list[str]) -> dict[str, str]:
     settings: dict[str, str] = {}
     for text in assignments:
@@ -144,16 +165,22 @@ def _write_outputs(
 
 @app.command()
 def compare(
+    ctx: typer.Context,
     objectives: Annotated[
         list[str] | None,
-        typer.Argument(help="Objectives to run (default: every registered one).", show_default=False),
+        typer.Argument(
+            help="Objectives to run (default: every registered one).", show_default=False
+        ),
     ] = None,
     estimator: Annotated[
         list[str] | None,
         typer.Option("-e", "--estimator", help="Estimator to run; repeatable (default: all)."),
     ] = None,
     samples: Annotated[
-        int, typer.Option("-n", "--samples", min=1, help="Per-sample estimates per pair.")
+        int,
+        typer.Option(
+            "-n", "--samples", parser=POSITIVE, metavar="N", help="Per-sample estimates per pair."
+        ),
     ] = RunConfig.n_samples,
     seed: Annotated[int, typer.Option(help="Seed; each pair derives its own generator.")] = 0,
     device: Annotated[str, typer.Option(help=f"One of {', '.join(DEVICES)}.")] = "cpu",
@@ -168,10 +195,19 @@ def compare(
     ] = None,
     chunk_size: Annotated[
         int | None,
-        typer.Option(min=1, help="Estimates per chunk (default: fit a 256 MiB budget)."),
+        typer.Option(
+            parser=POSITIVE,
+            metavar="N",
+            help="Estimates per chunk (default: what fits a 256 MiB budget).",
+        ),
     ] = None,
     repeats: Annotated[
-        int, typer.Option(min=0, help="Timed repeats after a warm-up (median); 0 skips timing.")
+        int,
+        typer.Option(
+            parser=NON_NEGATIVE,
+            metavar="N",
+            help="Timed repeats after a warm-up (median); 0 skips timing.",
+        ),
     ] = RunConfig.timing_repeats,
     csv: Annotated[Path | None, typer.Option(help="Write the main table as CSV.")] = None,
     detail_csv: Annotated[
@@ -195,7 +231,7 @@ def compare(
             settings=_parse_settings(set_ or []),
             chunk_size=chunk_size,
             timing_repeats=repeats,
-            argv=sys.argv[1:],
+            arguments=_arguments(ctx),
         )
     except InputError as error:
         _error(str(error))
@@ -216,6 +252,19 @@ def compare(
     if comparison.interrupted:
         _error("interrupted; the table holds the pairs that finished")
         raise typer.Exit(INTERRUPTED)
+
+
+def _arguments(ctx: typer.Context) -> dict[str, Any]:
+    """The parsed command line, JSON-safe, for the result's provenance."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return {"command": ctx.info_name, **{k.rstrip("_"): plain(v) for k, v in ctx.params.items()}}
 
 
 def _run_with_progress(**arguments: Any) -> Comparison:

@@ -66,9 +66,9 @@ def cells(row: dict) -> list[str]:
     """The displayed cells of one row of the main table."""
     name = f"{BEST_MARK} {row['estimator']}" if row["best"] else row["estimator"]
     if row["status"] != "ok":
-        return [name, str(row["evals_per_sample"]), f"{row['status']}: {row['reason']}"] + [
-            ""
-        ] * (len(HEADERS) - 3)
+        return [name, str(row["evals_per_sample"]), f"{row['status']}: {row['reason']}"] + [""] * (
+            len(HEADERS) - 3
+        )
     variance = (
         f"{number(row['variance'])} "
         f"[{number(row['variance_ci_low'])}, {number(row['variance_ci_high'])}]"
@@ -90,8 +90,8 @@ def cells(row: dict) -> list[str]:
 def caption(table: pd.DataFrame) -> str:
     first = table.iloc[0] if len(table) else None
     run = (
-        f"n = {first['n_samples']}, seed {first['seed']}, {first['device']} ({first['device_name']}), "
-        f"{first['dtype']}"
+        f"n = {first['n_samples']}, seed {first['seed']}, "
+        f"{first['device']} ({first['device_name']}), {first['dtype']}"
         if first is not None
         else ""
     )

@@ -124,7 +124,8 @@ def _measure(
         g = estimator.estimate(objective, params, m, generator)
         if g.shape != (m, result.grad_dim):
             raise ValueError(
-                f"{estimator.name} returned shape {tuple(g.shape)}, expected ({m}, {result.grad_dim})"
+                f"{estimator.name} returned shape {tuple(g.shape)},"
+                f" expected ({m}, {result.grad_dim})"
             )
         return g
 

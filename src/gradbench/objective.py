@@ -20,7 +20,7 @@ leading batch dims ``[*B, *shape]`` and broadcasts them against the sample dims 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from enum import Enum
+from enum import StrEnum
 from typing import ClassVar
 
 import torch
@@ -31,7 +31,7 @@ from gradbench.params import ParamLayout, Params
 from gradbench.settings import Setting, Value, resolve
 
 
-class Capability(str, Enum):
+class Capability(StrEnum):
     """What an objective offers and an estimator may require."""
 
     RSAMPLE = "rsample"
@@ -70,7 +70,7 @@ class Objective(ABC):
 
     @abstractmethod
     def noise(self, n: int, params: Params, generator: torch.Generator) -> Tensor:
-        """n draws of base noise ε, ``[n, *event]``, on ``generator``'s device, ``params``' dtype."""
+        """n draws of base noise ε ``[n, *event]``, on ``generator``'s device in θ's dtype."""
 
     @abstractmethod
     def transform(self, noise: Tensor, params: Params) -> Tensor:

@@ -33,9 +33,9 @@ def provenance(
     dtype: torch.dtype,
     seed: int,
     n_samples: int,
-    argv: list[str] | None = None,
+    arguments: dict | None = None,
 ) -> dict:
-    """The run-level record saved with every result; ``argv`` is the command line, if any."""
+    """The run-level record saved with every result; ``arguments`` as the caller gave them."""
     return {
         "schema_version": SCHEMA_VERSION,
         "gradbench_version": gradbench_version(),
@@ -48,6 +48,6 @@ def provenance(
         "seed": seed,
         "n_samples": n_samples,
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "argv": argv or [],
+        "arguments": arguments or {},
         "plugins": [],
     }

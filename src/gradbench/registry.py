@@ -90,4 +90,3 @@ def register_estimator(cls: type[Estimator]) -> type[Estimator]:
 def register_objective(cls: type[Objective]) -> type[Objective]:
     """Class decorator: make an :class:`~gradbench.Objective` available by its ``name``."""
     return objectives.register(cls)
-

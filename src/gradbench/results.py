@@ -100,9 +100,9 @@ class Comparison:
 
     def table(self) -> pd.DataFrame:
         """The main table: exactly the CSV's columns."""
-        extra = sorted(
-            {k for row in self.rows for k in row if k.startswith("setting_")}
-        ) + sorted({k for row in self.rows for k in row if k.startswith("option_")})
+        extra = sorted({k for row in self.rows for k in row if k.startswith("setting_")}) + sorted(
+            {k for row in self.rows for k in row if k.startswith("option_")}
+        )
         return pd.DataFrame(self.rows, columns=[*COLUMNS, *extra])
 
     def detail_table(self) -> pd.DataFrame:
@@ -264,8 +264,8 @@ def _mark_best(rows: list[dict]) -> None:
     """Per objective, mark the ok row with no significant bias and the lowest work_variance."""
     by_objective: dict[str, list[dict]] = {}
     for row in rows:
-        if row["status"] == "ok" and not math.isnan(row["work_variance"]):
-            if not bias_is_significant(row):
-                by_objective.setdefault(row["objective"], []).append(row)
+        measured = row["status"] == "ok" and not math.isnan(row["work_variance"])
+        if measured and not bias_is_significant(row):
+            by_objective.setdefault(row["objective"], []).append(row)
     for candidates in by_objective.values():
         min(candidates, key=lambda r: r["work_variance"])["best"] = True

@@ -85,7 +85,7 @@ def _convert(raw: object, kind: type) -> int | float | None:
 def resolve(
     declared: Iterable[Setting], given: Mapping[str, object], owner: str
 ) -> dict[str, Value]:
-    """Merge ``given`` over the defaults of ``declared``; unknown names raise :class:`InputError`."""
+    """Merge ``given`` over the defaults of ``declared``; an unknown name is an InputError."""
     by_name = {s.name: s for s in declared}
     unknown = sorted(set(given) - set(by_name))
     if unknown:
@@ -102,5 +102,7 @@ def parse_assignment(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     key, value = key.strip(), value.strip()
     if not sep or not key or not value:
-        raise InputError(f"--set {text!r}: expected KEY=VALUE, e.g. --set mu=1 or --set fd.step=1e-3")
+        raise InputError(
+            f"--set {text!r}: expected KEY=VALUE, e.g. --set mu=1 or --set fd.step=1e-3"
+        )
     return key, value

@@ -34,7 +34,7 @@ def synchronize(device: torch.device) -> None:
 def time_per_sample(
     produce: Callable[[], object], batch: int, repeats: int, device: torch.device
 ) -> Timing:
-    """Time ``produce()`` (which makes ``batch`` estimates) once to warm up, then ``repeats`` times."""
+    """Call ``produce()`` (``batch`` estimates) once to warm up, then time ``repeats`` calls."""
     produce()
     synchronize(device)
     walls = []

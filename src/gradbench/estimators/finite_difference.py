@@ -32,9 +32,7 @@ class CentralDifference(Estimator):
     unbiased = False
     evals_formula = "2P"
     options = (
-        Setting(
-            "step", float, None, "step h (default: ε_mach^(1/3)·max(1, |θ_j|))", positive
-        ),
+        Setting("step", float, None, "step h (default: ε_mach^(1/3)·max(1, |θ_j|))", positive),
     )
 
     def evals_per_sample(self, grad_dim: int) -> int:

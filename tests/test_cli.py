@@ -1,0 +1,175 @@
+"""The command line through typer's CliRunner: help, listing, runs, exports, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from gradbench.cli import app
+from gradbench.results import COLUMNS, DETAIL_COLUMNS
+
+runner = CliRunner()
+OBJECTIVES = ["gaussian-square", "gaussian-exp", "gaussian-cos", "bernoulli-toy"]
+ESTIMATORS = ["reinforce", "reparam", "fd"]
+QUICK = ["-n", "2000", "--repeats", "1"]
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_help_lists_the_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert "compare" in result.output and "list" in result.output
+
+
+def test_no_command_prints_help():
+    result = invoke()
+    assert result.exit_code == 0 and "compare" in result.output
+
+
+def test_compare_help_documents_the_contract():
+    result = invoke("compare", "--help")
+    assert result.exit_code == 0
+    for flag in ("--estimator", "--samples", "--seed", "--device", "--dtype", "--set", "--csv"):
+        assert flag in result.output
+    assert "--detail-csv" in result.output and "--json" in result.output
+
+
+def test_list_shows_every_built_in_with_requirements():
+    result = invoke("list")
+    assert result.exit_code == 0
+    for name in OBJECTIVES + ESTIMATORS:
+        assert name in result.output
+    assert "built-in" in result.output and "rsample" in result.output and "2P" in result.output
+
+
+def test_default_compare_runs_every_pair():
+    result = invoke("compare", "--repeats", "1")
+    assert result.exit_code == 0, result.stderr
+    for name in OBJECTIVES + ESTIMATORS:
+        assert name in result.stdout
+    assert "skipped: requires" in result.stdout  # reparam on bernoulli-toy
+    marked = sum(result.stdout.count(f"★ {name} ") for name in ESTIMATORS)
+    assert marked == len(OBJECTIVES)  # one best estimator per objective
+
+
+def test_exports_have_the_documented_schemas(tmp_path):
+    csv, detail, record = tmp_path / "t.csv", tmp_path / "d.csv", tmp_path / "t.json"
+    result = invoke(
+        "compare",
+        "gaussian-square",
+        "bernoulli-toy",
+        "-e",
+        "reinforce",
+        "-e",
+        "reparam",
+        *QUICK,
+        "--set",
+        "dim=2",
+        "--csv",
+        str(csv),
+        "--detail-csv",
+        str(detail),
+        "--json",
+        str(record),
+    )
+    assert result.exit_code == 0, result.stderr
+
+    table = pd.read_csv(csv)
+    assert list(table.columns[: len(COLUMNS)]) == list(COLUMNS)
+    assert {"setting_dim", "setting_mu", "setting_k", "setting_target"} <= set(table.columns)
+    assert len(table) == 4
+    assert table.status.tolist() == ["ok", "ok", "ok", "skipped"]
+    skipped = table.iloc[3]
+    assert "rsample" in skipped.reason and math.isnan(skipped.variance)
+    ok = table[table.status == "ok"]
+    assert (ok.n_samples == 2000).all() and (ok.dtype == "float32").all()
+    assert (ok.variance_ci_low <= ok.variance).all() and (ok.variance <= ok.variance_ci_high).all()
+    assert (ok.work_variance == ok.variance * ok.time_per_sample_s).all()
+    assert table.grad_dim.tolist() == [4, 4, 2, 2]
+
+    details = pd.read_csv(detail)
+    assert list(details.columns) == list(DETAIL_COLUMNS)
+    assert details.param.tolist()[:4] == ["mu[0]", "mu[1]", "sigma[0]", "sigma[1]"]
+    assert len(details) == 4 + 4 + 2  # the skipped pair has no coordinates
+
+    document = json.loads(record.read_text())
+    assert document["schema_version"] == 1
+    provenance = document["provenance"]
+    assert provenance["torch_version"] == torch.__version__ and provenance["seed"] == 0
+    assert provenance["arguments"]["csv"] == str(csv)
+    assert provenance["arguments"]["set"] == ["dim=2"]
+    assert len(document["results"]) == 4 and len(document["details"]) == 10
+    assert document["results"][3]["variance"] is None  # NaN is null, never 0
+
+
+def assert_usage_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("gradbench: error:")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["nope"], ["'nope'", "gaussian-square", "bernoulli-toy"]),
+        (["-e", "nope"], ["'nope'", "reinforce", "reparam", "fd"]),
+        (["--set", "q=1"], ["'q'", "mu", "sigma", "target"]),
+        (["--set", "mu1"], ["'mu1'", "KEY=VALUE"]),
+        (["--set", "sigma=0"], ["sigma=", "must be > 0"]),
+        (["--set", "sigma=abc"], ["'abc'", "finite number"]),
+        (["--set", "dim=1.5"], ["'1.5'", "integer"]),
+        (["--set", "fd.step=-1"], ["step", "must be > 0"]),
+        (["--set", "nope.k=1"], ["'nope'", "gaussian-square", "fd"]),
+        (["--device", "tpu"], ["'tpu'", "cpu", "cuda", "auto"]),
+        (["--dtype", "float16"], ["'float16'", "float32", "float64"]),
+        (["-n", "0"], ["--samples", "0 is not a positive integer"]),
+        (["-n", "-5"], ["-5 is not a positive integer"]),
+        (["-n", "abc"], ["'abc' is not an integer"]),
+        (["--repeats", "-1"], ["--repeats", "-1 is not a non-negative integer"]),
+        (["--chunk-size", "0"], ["--chunk-size", "0 is not a positive integer"]),
+        (["--set", "k=-1", "gaussian-exp", "--set", "sigma=2"], ["1 + 2·k·sigma² > 0"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, fragments, tmp_path):
+    output = tmp_path / "out.csv"
+    result = invoke("compare", *QUICK, *args, "--csv", str(output))
+    assert_usage_error(result, *fragments)
+    assert not output.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_a_usage_error(tmp_path):
+    result = invoke("compare", "--device", "cuda", *QUICK)
+    assert_usage_error(result, "'cuda'", "CUDA is not available", "cpu")
+
+
+def test_output_in_a_missing_directory_is_refused_before_running(tmp_path):
+    target = tmp_path / "missing" / "out.json"
+    result = invoke("compare", *QUICK, "--json", str(target))
+    assert_usage_error(result, str(target), "does not exist")
+    assert result.stdout == ""
+
+
+def test_output_that_is_a_directory_is_refused(tmp_path):
+    result = invoke("compare", *QUICK, "--detail-csv", str(tmp_path))
+    assert_usage_error(result, "--detail-csv", "is a directory")
+
+
+def test_data_on_stdout_diagnostics_on_stderr(tmp_path):
+    target = tmp_path / "out.csv"
+    result = invoke("compare", "gaussian-square", "-e", "fd", "-n", "50", "--csv", str(target))
+    assert result.exit_code == 0
+    assert "gaussian-square" in result.stdout and "wrote" not in result.stdout
+    assert f"wrote {target}" in result.stderr and "warning:" in result.stderr
