@@ -124,6 +124,28 @@ def test_chunk_size_shrinks_with_evaluations_and_dimension():
     assert many < one / 100
 
 
+class Interrupting(Estimator):
+    name = "interrupting"
+    description = "a user pressing Ctrl-C"
+
+    def estimate(self, objective, params, n, generator):
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_keeps_the_pairs_that_finished():
+    comparison = run_comparison(
+        [GaussianSquare()], ["reinforce", Interrupting(), "fd"], n_samples=500, timing_repeats=0
+    )
+    assert comparison.interrupted
+    assert comparison.table().estimator.tolist() == ["reinforce"]
+
+
+def test_instances_run_as_given_next_to_names():
+    table = compare([GaussianSquare(k=-1.0), "bernoulli-toy"], [SometimesNaN(), "fd"], 500)
+    assert table.estimator.tolist() == ["sometimes-nan", "fd", "sometimes-nan", "fd"]
+    assert table.setting_k[0] == -1.0 and table.n_nonfinite[0] == 50
+
+
 def test_small_n_is_warned():
     result = run_pair(GaussianSquare(), Reinforce(), RunConfig(n_samples=100, timing_repeats=0))
     assert any("--samples" in note for note in result.warnings)

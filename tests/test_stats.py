@@ -60,7 +60,9 @@ def test_streaming_equals_direct_for_any_chunking(n, width, groups, chunk, offse
     summary = streamed(g, reference, [chunk] * (n // chunk) + [n % chunk] * (n % chunk > 0), groups)
     expected = direct(g, reference)
     for column, value in expected.items():
-        assert getattr(summary, column) == pytest.approx(value, rel=1e-9, abs=1e-12), column
+        # erfc's tail amplifies the last-bit differences of a mean near 1e6 in bias_p.
+        rel = 1e-6 if column == "bias_p" else 1e-9
+        assert getattr(summary, column) == pytest.approx(value, rel=rel, abs=1e-12), column
     torch.testing.assert_close(summary.mean, g.mean(0))
     torch.testing.assert_close(summary.coordinate_variance, g.var(0))
 

@@ -81,26 +81,48 @@ def _split_settings(
     return per_objective, per_estimator
 
 
+ObjectiveChoice = str | Objective
+EstimatorChoice = str | Estimator
+
+
 def prepare(
-    objectives: Sequence[str] | None = None,
-    estimators: Sequence[str] | None = None,
+    objectives: Sequence[ObjectiveChoice] | None = None,
+    estimators: Sequence[EstimatorChoice] | None = None,
     settings: Mapping[str, object] | None = None,
 ) -> tuple[list[Objective], list[Estimator]]:
-    """Instantiate the chosen objectives and estimators (all registered ones when None)."""
-    objective_names = list(dict.fromkeys(objectives or registry.objectives.names()))
-    estimator_names = list(dict.fromkeys(estimators or registry.estimators.names()))
-    objective_classes = [registry.objectives.get(name) for name in objective_names]
-    estimator_classes = [registry.estimators.get(name) for name in estimator_names]
+    """The chosen objectives and estimators, by registered name or as instances.
+
+    None chooses every registered one. Names are instantiated with the ``settings`` routed to
+    them (see :func:`run_comparison`); instances are used as they are.
+    """
+    objective_choices = list(objectives or registry.objectives.names())
+    estimator_choices = list(estimators or registry.estimators.names())
+    objective_names = _unique_names(objective_choices, registry.objectives)
+    estimator_names = _unique_names(estimator_choices, registry.estimators)
     per_objective, per_estimator = _split_settings(settings or {}, objective_names, estimator_names)
     return (
-        [cls(**per_objective[cls.name]) for cls in objective_classes],
-        [cls(**per_estimator[cls.name]) for cls in estimator_classes],
+        [
+            c if isinstance(c, Objective) else registry.objectives.get(c)(**per_objective[c])
+            for c in dict.fromkeys(objective_choices)
+        ],
+        [
+            c if isinstance(c, Estimator) else registry.estimators.get(c)(**per_estimator[c])
+            for c in dict.fromkeys(estimator_choices)
+        ],
     )
 
 
+def _unique_names(choices: Sequence[object], known: registry.Registry) -> list[str]:
+    """The names among ``choices``, each checked against the registry, in order, once."""
+    names = [c for c in dict.fromkeys(choices) if isinstance(c, str)]
+    for name in names:
+        known.get(name)
+    return names
+
+
 def run_comparison(
-    objectives: Sequence[str] | None = None,
-    estimators: Sequence[str] | None = None,
+    objectives: Sequence[ObjectiveChoice] | None = None,
+    estimators: Sequence[EstimatorChoice] | None = None,
     n_samples: int = RunConfig.n_samples,
     seed: int = 0,
     device: str = "cpu",
@@ -112,6 +134,8 @@ def run_comparison(
     arguments: dict | None = None,
 ) -> Comparison:
     """Run every (objective, estimator) pair and return the full record.
+
+    ``objectives`` and ``estimators`` are registered names or instances (default: all).
 
     ``settings`` maps ``KEY`` (applied to every chosen objective that declares it) or
     ``NAME.KEY`` (one objective or estimator) to a value. ``on_result`` is called after each
@@ -149,8 +173,8 @@ def run_comparison(
 
 
 def compare(
-    objectives: Sequence[str] | None = None,
-    estimators: Sequence[str] | None = None,
+    objectives: Sequence[ObjectiveChoice] | None = None,
+    estimators: Sequence[EstimatorChoice] | None = None,
     n_samples: int = RunConfig.n_samples,
     seed: int = 0,
     device: str = "cpu",

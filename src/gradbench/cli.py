@@ -21,10 +21,10 @@ from typer.exceptions import Abort, TyperException
 
 from gradbench import registry
 from gradbench.api import DEVICES, DTYPES, run_comparison
-from gradbench.display import rich_table, warning_lines
+from gradbench.display import markdown_table, rich_table, warning_lines
 from gradbench.engine import RunConfig, RunResult
 from gradbench.errors import InputError
-from gradbench.results import Comparison
+from gradbench.results import Comparison, write_atomic
 from gradbench.settings import parse_assignment
 
 USAGE_ERROR, RUNTIME_ERROR, INTERRUPTED = 2, 1, 130
@@ -149,17 +149,17 @@ def _check_output(path: Path | None, flag: str) -> None:
         raise InputError(f"{flag} {str(path)!r}: not writable")
 
 
-def _write_outputs(
-    comparison: Comparison, csv: Path | None, detail_csv: Path | None, json: Path | None
-) -> None:
-    writers = (
-        (csv, comparison.write_csv),
-        (detail_csv, comparison.write_detail_csv),
-        (json, comparison.write_json),
-    )
-    for path, write in writers:
+def _write_outputs(comparison: Comparison, outputs: dict[str, Path | None]) -> None:
+    """Write each requested file (keyed by its flag), each atomically."""
+    writers = {
+        "--csv": comparison.write_csv,
+        "--detail-csv": comparison.write_detail_csv,
+        "--json": comparison.write_json,
+        "--markdown": lambda path: write_atomic(path, markdown_table(comparison.table())),
+    }
+    for flag, path in outputs.items():
         if path is not None:
-            write(path)
+            writers[flag](path)
             print(f"wrote {path}", file=sys.stderr)
 
 
@@ -216,10 +216,14 @@ def compare(
     json: Annotated[
         Path | None, typer.Option(help="Write the record with provenance as JSON.")
     ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option(help="Write the displayed table as Markdown.")
+    ] = None,
 ) -> None:
     """Measure bias, variance and cost of each estimator on each objective."""
     try:
-        for path, flag in ((csv, "--csv"), (detail_csv, "--detail-csv"), (json, "--json")):
+        outputs = {"--csv": csv, "--detail-csv": detail_csv, "--json": json, "--markdown": markdown}
+        for flag, path in outputs.items():
             _check_output(path, flag)
         comparison = _run_with_progress(
             objectives=objectives,
@@ -245,7 +249,7 @@ def compare(
     if failed:
         print(f"{failed} pair(s) failed; their reason is in the table", file=sys.stderr)
     try:
-        _write_outputs(comparison, csv, detail_csv, json)
+        _write_outputs(comparison, outputs)
     except OSError as error:
         _error(f"could not write output: {error}")
         raise typer.Exit(RUNTIME_ERROR) from None

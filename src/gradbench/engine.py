@@ -97,8 +97,8 @@ def run_pair(objective: Objective, estimator: Estimator, config: RunConfig) -> R
         evals_per_sample=estimator.evals_per_sample(layout.size),
         run_seed=derive_seed(config.seed, objective.name, estimator.name),
     )
-    if missing := estimator.missing(objective):
-        result.status, result.reason = "skipped", missing
+    if reason := estimator.skip_reason(objective):
+        result.status, result.reason = "skipped", reason
         return result
     try:
         _measure(objective, estimator, params, config, result)

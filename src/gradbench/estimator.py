@@ -47,7 +47,7 @@ class Estimator(ABC):
         """Cost evaluations f(x; θ) spent on one estimate, for a θ of ``grad_dim`` coordinates."""
         return 1
 
-    def missing(self, objective: Objective) -> str:
+    def skip_reason(self, objective: Objective) -> str:
         """Why this estimator cannot run on ``objective``; empty when it can."""
         lacking = sorted(c.value for c in self.requires - objective.capabilities())
         if not lacking:
