@@ -169,12 +169,14 @@ def compare(
     objectives: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Objectives to run (default: every registered one).", show_default=False
+            help="Objectives to run (default: all).", metavar="OBJECTIVE", show_default=False
         ),
     ] = None,
     estimator: Annotated[
         list[str] | None,
-        typer.Option("-e", "--estimator", help="Estimator to run; repeatable (default: all)."),
+        typer.Option(
+            "-e", "--estimator", metavar="NAME", help="Estimator to run; repeatable (default: all)."
+        ),
     ] = None,
     samples: Annotated[
         int,
@@ -182,13 +184,20 @@ def compare(
             "-n", "--samples", parser=POSITIVE, metavar="N", help="Per-sample estimates per pair."
         ),
     ] = RunConfig.n_samples,
-    seed: Annotated[int, typer.Option(help="Seed; each pair derives its own generator.")] = 0,
-    device: Annotated[str, typer.Option(help=f"One of {', '.join(DEVICES)}.")] = "cpu",
-    dtype: Annotated[str, typer.Option(help=f"One of {', '.join(DTYPES)}.")] = "float32",
+    seed: Annotated[
+        int, typer.Option(metavar="S", help="Seed; each pair derives its own generator from it.")
+    ] = 0,
+    device: Annotated[
+        str, typer.Option(metavar="DEVICE", help=f"One of {', '.join(DEVICES)}.")
+    ] = "cpu",
+    dtype: Annotated[str, typer.Option(metavar="DTYPE", help=f"One of {', '.join(DTYPES)}.")] = (
+        "float32"
+    ),
     set_: Annotated[
         list[str] | None,
         typer.Option(
             "--set",
+            metavar="KEY=VALUE",
             help="KEY=VALUE for every chosen objective with setting KEY, or NAME.KEY=VALUE for "
             "one objective or estimator (e.g. --set sigma=2 --set fd.step=1e-3); repeatable.",
         ),
@@ -209,15 +218,18 @@ def compare(
             help="Timed repeats after a warm-up (median); 0 skips timing.",
         ),
     ] = RunConfig.timing_repeats,
-    csv: Annotated[Path | None, typer.Option(help="Write the main table as CSV.")] = None,
+    csv: Annotated[
+        Path | None, typer.Option(metavar="PATH", help="Write the main table as CSV.")
+    ] = None,
     detail_csv: Annotated[
-        Path | None, typer.Option(help="Write one row per parameter coordinate as CSV.")
+        Path | None,
+        typer.Option(metavar="PATH", help="Write one row per parameter coordinate as CSV."),
     ] = None,
     json: Annotated[
-        Path | None, typer.Option(help="Write the record with provenance as JSON.")
+        Path | None, typer.Option(metavar="PATH", help="Write the record with provenance as JSON.")
     ] = None,
     markdown: Annotated[
-        Path | None, typer.Option(help="Write the displayed table as Markdown.")
+        Path | None, typer.Option(metavar="PATH", help="Write the displayed table as Markdown.")
     ] = None,
 ) -> None:
     """Measure bias, variance and cost of each estimator on each objective."""

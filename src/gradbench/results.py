@@ -83,6 +83,20 @@ DETAIL_COLUMNS = (
 
 #: Joins the warnings of one row in its ``warnings`` cell.
 WARNING_SEPARATOR = " | "
+#: Integer columns, kept integral with pandas' nullable Int64 (empty where undefined).
+INTEGER_COLUMNS = (
+    "n_samples",
+    "n_used",
+    "n_nonfinite",
+    "seed",
+    "run_seed",
+    "grad_dim",
+    "evals_per_sample",
+    "timing_repeats",
+    "timing_batch",
+    "chunk_size",
+)
+
 #: A bias with a Bonferroni p-value below this is "distinguishable from zero".
 BIAS_SIGNIFICANCE = 0.01
 #: Without sampling noise (zero variance), a bias above this fraction of ‖g*‖ counts as real.
@@ -103,7 +117,8 @@ class Comparison:
         extra = sorted({k for row in self.rows for k in row if k.startswith("setting_")}) + sorted(
             {k for row in self.rows for k in row if k.startswith("option_")}
         )
-        return pd.DataFrame(self.rows, columns=[*COLUMNS, *extra])
+        table = pd.DataFrame(self.rows, columns=[*COLUMNS, *extra])
+        return table.astype(dict.fromkeys(INTEGER_COLUMNS, "Int64"))
 
     def detail_table(self) -> pd.DataFrame:
         return pd.DataFrame(self.details, columns=list(DETAIL_COLUMNS))
@@ -130,7 +145,7 @@ class Comparison:
 
 def _json_safe(row: dict) -> dict:
     def clean(value: object) -> object:
-        if isinstance(value, float) and not math.isfinite(value):
+        if value is pd.NA or (isinstance(value, float) and not math.isfinite(value)):
             return None
         if hasattr(value, "item"):  # numpy scalars from pandas
             return clean(value.item())  # type: ignore[union-attr]
