@@ -99,8 +99,8 @@ def caption(table: pd.DataFrame) -> str:
         f"{run}. variance: trace of the covariance of one estimate, 95% jackknife interval. "
         f"bias: n.s. = not distinguishable from zero (Bonferroni p ≥ {BIAS_SIGNIFICANCE:g}). "
         "MSE, cosine, sign error: per estimate, ± standard error. "
-        f"{BEST_MARK} lowest work×variance (variance × seconds per estimate) "
-        "among estimators without significant bias."
+        f"{BEST_MARK} lowest work×variance (variance × seconds per estimate) among estimators "
+        "without significant bias, and any not distinguishable from it."
     )
 
 

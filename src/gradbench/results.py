@@ -275,12 +275,23 @@ def bias_is_significant(row: dict) -> bool:
     return row["bias_norm"] > _DETERMINISTIC_BIAS_TOLERANCE * max(row["true_grad_norm"], 1e-300)
 
 
+def _work_variance_range(row: dict) -> tuple[float, float]:
+    """work_variance from the ends of the variance interval and of the timing repeats."""
+    low = row["variance_ci_low"] * row["time_per_sample_min_s"]
+    high = row["variance_ci_high"] * row["time_per_sample_max_s"]
+    return (row["work_variance"], row["work_variance"]) if math.isnan(low + high) else (low, high)
+
+
 def _mark_best(rows: list[dict]) -> None:
-    """Per objective, mark the ok row with no significant bias and the lowest work_variance."""
+    """Per objective, among ok rows without significant bias, mark the lowest work_variance
+    and every row whose work_variance range overlaps its range (a tie within the noise)."""
     by_objective: dict[str, list[dict]] = {}
     for row in rows:
         measured = row["status"] == "ok" and not math.isnan(row["work_variance"])
         if measured and not bias_is_significant(row):
             by_objective.setdefault(row["objective"], []).append(row)
     for candidates in by_objective.values():
-        min(candidates, key=lambda r: r["work_variance"])["best"] = True
+        leader = min(candidates, key=lambda r: r["work_variance"])
+        leader_high = _work_variance_range(leader)[1]
+        for row in candidates:
+            row["best"] = _work_variance_range(row)[0] <= leader_high

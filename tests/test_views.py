@@ -1,0 +1,101 @@
+"""Views of literal records: the best mark, the bias verdict and the Markdown table."""
+
+from __future__ import annotations
+
+import math
+
+from gradbench.display import bias_cell, duration, markdown_table, number
+from gradbench.results import COLUMNS, Comparison, _mark_best
+
+NAN = math.nan
+
+
+def row(estimator: str, variance: float, seconds: float, bias_p: float = 0.5, **extra) -> dict:
+    record = dict.fromkeys(COLUMNS, NAN)
+    record.update(
+        objective="toy",
+        estimator=estimator,
+        status="ok",
+        reason="",
+        best=False,
+        n_samples=1000,
+        seed=0,
+        device="cpu",
+        device_name="test cpu",
+        dtype="float64",
+        evals_per_sample=1,
+        warnings="",
+        true_grad_norm=1.0,
+        variance=variance,
+        variance_ci_low=variance * 0.9,
+        variance_ci_high=variance * 1.1,
+        bias_norm=0.01,
+        bias_p=bias_p,
+        mse=variance,
+        mse_se=0.1,
+        snr=1 / math.sqrt(variance) if variance > 0 else math.inf,
+        cosine=0.5,
+        cosine_se=0.01,
+        sign_error=0.25,
+        sign_error_se=0.01,
+        time_per_sample_s=seconds,
+        time_per_sample_min_s=seconds * 0.95,
+        time_per_sample_max_s=seconds * 1.05,
+        work_variance=variance * seconds,
+    )
+    record.update(extra)
+    return record
+
+
+def test_best_is_the_lowest_unbiased_work_variance_with_ties_within_noise():
+    rows = [
+        row("slow", 1.0, 1e-6),  # 1e-6, range [8.6e-7, 1.2e-6]
+        row("fast", 1.0, 1e-7),  # leader: 1e-7, range [8.6e-8, 1.2e-7]
+        row("tied", 1.05, 1e-7),  # range [9e-8, 1.2e-7] overlaps the leader's
+        row("biased", 0.01, 1e-7, bias_p=1e-5),  # lowest, but its bias is significant
+        row("skipped", NAN, NAN, status="skipped", reason="requires rsample"),
+    ]
+    _mark_best(rows)
+    assert [r["estimator"] for r in rows if r["best"]] == ["fast", "tied"]
+
+
+def test_bias_verdicts():
+    assert bias_cell(row("a", 1.0, 1.0, bias_p=0.2)) == "0.01 (n.s.)"
+    assert bias_cell(row("a", 1.0, 1.0, bias_p=3e-7)) == "0.01 (p=3e-07)"
+    assert bias_cell(row("a", 0.0, 1.0, bias_p=NAN, bias_norm=0.0)) == "0 (exact)"
+    assert bias_cell(row("a", 0.0, 1.0, bias_p=NAN)) == "0.01 (biased, no noise)"
+
+
+def test_number_and_duration_formats():
+    assert [number(x) for x in (NAN, math.inf, 123456.0, 0.000123456)] == [
+        "—",
+        "∞",
+        "1.23e+05",
+        "0.000123",
+    ]
+    assert [duration(x) for x in (2.5, 2.5e-3, 2.5e-6, 2.5e-9, NAN)] == [
+        "2.5 s",
+        "2.5 ms",
+        "2.5 µs",
+        "2.5 ns",
+        "—",
+    ]
+
+
+def test_markdown_golden():
+    rows = [
+        row("fast", 2.0, 1e-7, best=True),
+        row("skipped", NAN, NAN, status="skipped", reason="requires rsample"),
+    ]
+    text = markdown_table(Comparison(rows=rows).table())
+    lines = text.splitlines()
+    assert lines[0] == (
+        "| objective | estimator | evals | variance [95% CI] | bias ‖ḡ−g*‖ | MSE | SNR | cosine"
+        " | sign error | time/estimate | work×variance |"
+    )
+    assert lines[2] == (
+        "| toy | ★ fast | 1 | 2 [1.8, 2.2] | 0.01 (n.s.) | 2 ± 0.1 | 0.707 | 0.5 ± 0.01"
+        " | 0.25 ± 0.01 | 100 ns | 2e-07 |"
+    )
+    assert lines[3] == "| toy | skipped | 1 | skipped: requires rsample |  |  |  |  |  |  |  |"
+    assert lines[5].startswith("n = 1000, seed 0, cpu (test cpu), float64.")
