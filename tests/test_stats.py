@@ -96,13 +96,23 @@ def test_nonfinite_estimates_are_counted_and_left_out():
     assert summary.variance == pytest.approx(float(kept.var(0).sum()))
 
 
-def test_zero_variance_gives_degenerate_interval_and_no_z():
+def test_zero_variance_gives_degenerate_interval_and_exact_bias():
     g = torch.full((50, 2), 0.5, dtype=torch.float64)
     summary = streamed(g, torch.tensor([0.5, 0.25], dtype=torch.float64), [50])
     assert summary.variance == 0 and summary.variance_ci == (0.0, 0.0)
-    assert math.isnan(summary.bias_z_max) and math.isnan(summary.bias_p)
-    assert summary.bias_norm == pytest.approx(0.25)
     assert summary.snr == math.inf
+    # Coordinate 1 is biased without noise: certain (z = ∞); coordinate 0 is exact (no z).
+    assert summary.bias_z.tolist()[1] == math.inf and math.isnan(summary.bias_z.tolist()[0])
+    assert summary.bias_z_max == math.inf and summary.bias_p == 0.0
+    assert summary.bias_norm == pytest.approx(0.25)
+
+
+def test_noiseless_and_exact_up_to_rounding_has_no_z():
+    reference = torch.tensor([0.1, 0.7], dtype=torch.float64)
+    g = reference.to(torch.float32).expand(40, 2)  # float32 rounding of the exact gradient
+    summary = streamed(g, reference, [40])
+    assert math.isnan(summary.bias_z_max) and math.isnan(summary.bias_p)
+    assert 0 < summary.bias_norm < 1e-7
 
 
 def test_zero_reference_leaves_direction_statistics_undefined():

@@ -63,7 +63,7 @@ def test_bias_verdicts():
     assert bias_cell(row("a", 1.0, 1.0, bias_p=0.2)) == "0.01 (n.s.)"
     assert bias_cell(row("a", 1.0, 1.0, bias_p=3e-7)) == "0.01 (p=3e-07)"
     assert bias_cell(row("a", 0.0, 1.0, bias_p=NAN, bias_norm=0.0)) == "0 (exact)"
-    assert bias_cell(row("a", 0.0, 1.0, bias_p=NAN)) == "0.01 (biased, no noise)"
+    assert bias_cell(row("a", 0.0, 1.0, bias_p=0.0, bias_z_max=math.inf)) == "0.01 (deterministic)"
 
 
 def test_number_and_duration_formats():

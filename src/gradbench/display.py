@@ -54,7 +54,9 @@ def duration(seconds: float) -> str:
 def bias_cell(row: dict) -> str:
     """‖bias‖ with the verdict of its test: ``n.s.`` when not distinguishable from zero."""
     if math.isnan(row["bias_p"]):
-        verdict = "biased, no noise" if bias_is_significant(row) else "exact"
+        verdict = "exact"
+    elif math.isinf(row["bias_z_max"]):
+        verdict = "deterministic"
     elif bias_is_significant(row):
         verdict = f"p={row['bias_p']:.1g}"
     else:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from gradbench import plugins
+
 SCHEMA_VERSION = 1
 
 
@@ -49,5 +51,5 @@ def provenance(
         "n_samples": n_samples,
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "arguments": arguments or {},
-        "plugins": [],
+        "plugins": plugins.loaded(),
     }

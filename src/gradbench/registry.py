@@ -1,15 +1,17 @@
 """Name → class registries of estimators and objectives.
 
 Built-ins come in through the ``gradbench.estimators`` / ``gradbench.objectives`` entry points of
-this package's own metadata, exactly the way a plugin package registers, so every run exercises
-the plugin path. :func:`register_estimator` and :func:`register_objective` are the decorators for
-registering from Python.
+this package's own metadata, exactly the way a plugin package registers (see
+:mod:`gradbench.plugins`), so every run exercises the plugin path. :func:`register_estimator` and
+:func:`register_objective` are the decorators for registering from Python.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
 from gradbench.errors import InputError
@@ -19,6 +21,19 @@ from gradbench.objective import Objective
 T = TypeVar("T", Estimator, Objective)
 
 BUILT_IN = "built-in"
+
+#: Where registrations made right now come from; plugin loading sets it around an import.
+_current_origin: ContextVar[str] = ContextVar("gradbench_registration_origin", default="python")
+
+
+@contextmanager
+def registering_as(origin: str) -> Iterator[None]:
+    """Attribute every registration made inside the block to ``origin``."""
+    token = _current_origin.set(origin)
+    try:
+        yield
+    finally:
+        _current_origin.reset(token)
 
 
 @dataclass(frozen=True)
@@ -30,14 +45,15 @@ class Entry(Generic[T]):
 
 
 class Registry(Generic[T]):
-    """Registered classes of one kind, loaded lazily from the entry-point group on first use."""
+    """Registered classes of one kind; the entry points are loaded on first use."""
 
     def __init__(self, kind: str, base: type[T], group: str) -> None:
         self.kind, self.base, self.group = kind, base, group
         self._entries: dict[str, Entry[T]] = {}
-        self._loaded = False
 
-    def register(self, cls: type[T], origin: str = "python") -> type[T]:
+    def register(self, cls: type[T], origin: str | None = None) -> type[T]:
+        """Add ``cls`` under its ``name``; a name taken by another class is refused."""
+        _autoload()
         if not (isinstance(cls, type) and issubclass(cls, self.base)):
             raise TypeError(f"{cls!r} is not a subclass of gradbench.{self.base.__name__}")
         name = getattr(cls, "name", None)
@@ -50,20 +66,12 @@ class Registry(Generic[T]):
                 f"{existing.cls.__qualname__} ({existing.origin}); give "
                 f"{cls.__module__}.{cls.__qualname__} another name"
             )
-        self._entries[name] = Entry(cls, origin)
+        if existing is None:
+            self._entries[name] = Entry(cls, origin or _current_origin.get())
         return cls
 
-    def _load_entry_points(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        for point in entry_points(group=self.group):
-            package = point.dist.name if point.dist is not None else "unknown package"
-            origin = BUILT_IN if package == "gradbench" else f"entry point ({package})"
-            self.register(point.load(), origin=origin)
-
     def entries(self) -> dict[str, Entry[T]]:
-        self._load_entry_points()
+        _autoload()
         return dict(self._entries)
 
     def names(self) -> list[str]:
@@ -76,6 +84,20 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(entries)}"
             )
         return entries[name].cls
+
+    def registered(self) -> dict[str, Entry[T]]:
+        """What is registered now, without loading entry points first."""
+        return dict(self._entries)
+
+    def replace(self, entries: dict[str, Entry[T]]) -> None:
+        """Put back what :meth:`registered` returned (undoing a failed plugin load)."""
+        self._entries = dict(entries)
+
+
+def _autoload() -> None:
+    from gradbench import plugins  # plugins imports this module
+
+    plugins.autoload()
 
 
 estimators: Registry[Estimator] = Registry("estimator", Estimator, "gradbench.estimators")

@@ -8,7 +8,9 @@ every column of the result (definitions in DESIGN.md):
 
 * s_j² = M2_j / (N − 1), ``variance`` = Σ_j s_j² (trace of the covariance of one estimate);
 * ``bias`` b_j = ḡ_j − g*_j with standard error s_j/√N, ``bias_z_max`` = max_j |b_j|/(s_j/√N),
-  ``bias_p`` = min(1, P · 2Φ(−z_max)), the Bonferroni-corrected two-sided p-value;
+  ``bias_p`` = min(1, P · 2Φ(−z_max)), the Bonferroni-corrected two-sided p-value, over the
+  coordinates where z is defined (a coordinate without noise has z = ∞ when biased beyond
+  rounding and no z otherwise);
 * ``mse`` = mean_i ‖g_i − g*‖², ``cosine`` = mean_i cos(g_i, g*) (a zero estimate counts as
   orthogonal), ``sign_error`` = mean_i 1[g_i · g* < 0], each with its standard error s/√N.
 
@@ -29,6 +31,8 @@ from statistics import NormalDist
 import torch
 from torch import Tensor
 
+#: A bias known without sampling noise counts when it exceeds this many epsilons (relative).
+ROUNDING_EPSILONS = 1000
 #: Groups of the jackknife. 64 gives an interval whose own standard error is ~9% of its width.
 DEFAULT_GROUPS = 64
 CONFIDENCE = 0.95
@@ -71,10 +75,12 @@ class GradientStatistics:
         self.m2 = torch.zeros(self.groups, width, dtype=torch.float64, device=device)
         self.nonfinite = torch.zeros((), dtype=torch.int64, device=device)
         self.added = 0
+        self.eps = torch.finfo(torch.float64).eps  # of the estimates' dtype, set by add()
 
     def add(self, estimates: Tensor) -> None:
         """Fold the next chunk of estimates ``[m, P]`` (samples ``added … added + m − 1``)."""
         m = estimates.shape[0]
+        self.eps = max(self.eps, torch.finfo(estimates.dtype).eps)
         if self.added + m > self.n_total:
             raise ValueError(f"more than n_total={self.n_total} estimates added")
         g = estimates.to(torch.float64)
@@ -110,7 +116,8 @@ class GradientStatistics:
         """All statistics, computed on the host in float64 (one transfer)."""
         count = self.count.squeeze(1).cpu()
         mean, m2 = self.mean.cpu(), self.m2.cpu()
-        return summarise(count, mean, m2, self.reference.cpu(), int(self.nonfinite.cpu()))
+        nonfinite = int(self.nonfinite.cpu())
+        return summarise(count, mean, m2, self.reference.cpu(), nonfinite, self.eps)
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,7 @@ class Summary:
     coordinate_variance: Tensor
     coordinate_variance_ci: tuple[Tensor, Tensor]
     bias_se: Tensor
+    bias_z: Tensor
     variance: float
     variance_ci: tuple[float, float]
     bias_norm: float
@@ -201,10 +209,32 @@ def _jackknife_log_interval(
     return torch.where(zero, 0.0, low), torch.where(zero, 0.0, high)
 
 
+def _bias_z(bias: Tensor, bias_se: Tensor, reference: Tensor, eps: float) -> Tensor:
+    """|b_j| / se_j per coordinate ``[P]``.
+
+    A coordinate without sampling noise (se_j = 0) knows its bias exactly: z_j = ∞ when the
+    bias exceeds rounding (1000 ε of the estimates' dtype, relative to max_j |g*_j|), else
+    undefined (NaN), as is every coordinate of a run with fewer than two estimates.
+    """
+    scale = float(reference.abs().max()) if reference.numel() else 0.0
+    rounding = ROUNDING_EPSILONS * eps * (scale if scale > 0 else 1.0)
+    exact = torch.where(bias.abs() > rounding, math.inf, math.nan).to(bias.dtype)
+    return torch.where(bias_se == 0, exact, bias.abs() / bias_se)
+
+
 def summarise(
-    count: Tensor, mean: Tensor, m2: Tensor, reference: Tensor, n_nonfinite: int
+    count: Tensor,
+    mean: Tensor,
+    m2: Tensor,
+    reference: Tensor,
+    n_nonfinite: int,
+    eps: float = torch.finfo(torch.float64).eps,
 ) -> Summary:
-    """Statistics from per-group moments: ``count [G]``, ``mean``/``m2`` ``[G, P + 3]``."""
+    """Statistics from per-group moments: ``count [G]``, ``mean``/``m2`` ``[G, P + 3]``.
+
+    ``eps`` is the machine epsilon of the estimates' dtype (it sets the rounding tolerance of
+    coordinates without sampling noise).
+    """
     P = reference.numel()
     total, pooled_mean, pooled_m2 = _pool(count, mean, m2)
     n = int(total)
@@ -224,10 +254,10 @@ def summarise(
 
     bias = grad_mean - reference
     bias_se = (grad_var / max(n, 1)).sqrt()
-    defined = bias_se > 0
-    z = bias.abs()[defined] / bias_se[defined]
-    z_max = float(z.max()) if z.numel() else nan
-    bias_p = min(1.0, z.numel() * two_sided_p(z_max)) if z.numel() else nan
+    bias_z = _bias_z(bias, bias_se, reference, eps)
+    defined = bias_z[~torch.isnan(bias_z)]
+    z_max = float(defined.max()) if defined.numel() else nan
+    bias_p = min(1.0, defined.numel() * two_sided_p(z_max)) if defined.numel() else nan
 
     def mean_and_se(column: int) -> tuple[float, float]:
         return float(pooled_mean[P + column]), float((sample_var[P + column] / max(n, 1)).sqrt())
@@ -250,6 +280,7 @@ def summarise(
         coordinate_variance=grad_var,
         coordinate_variance_ci=(coord_low, coord_high),
         bias_se=bias_se,
+        bias_z=bias_z,
         variance=variance,
         variance_ci=(float(trace_low[0]), float(trace_high[0])),
         bias_norm=float(bias.norm()) if n > 0 else nan,
