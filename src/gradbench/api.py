@@ -8,6 +8,7 @@ import pandas as pd
 import torch
 
 from gradbench import registry
+from gradbench.conformance import ConformanceReport, check_estimator
 from gradbench.engine import RunConfig, RunResult, run_pair
 from gradbench.errors import InputError
 from gradbench.estimator import Estimator
@@ -170,6 +171,28 @@ def run_comparison(
         interrupted = True
     record = provenance(config.device, config.dtype, seed, n_samples, arguments)
     return build_comparison(results, config, record, interrupted)
+
+
+def build_estimator(name: str, options: Mapping[str, object] | None = None) -> Estimator:
+    """The registered estimator ``name`` with ``options`` (keys ``KEY`` or ``NAME.KEY``)."""
+    cls = registry.estimators.get(name)
+    plain = {key.removeprefix(f"{name}."): value for key, value in (options or {}).items()}
+    return cls(**plain)
+
+
+def check(
+    estimator: EstimatorChoice,
+    n_samples: int = 100_000,
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: str = "float32",
+    options: Mapping[str, object] | None = None,
+) -> ConformanceReport:
+    """Run the conformance suite (:mod:`gradbench.conformance`) on one estimator."""
+    if n_samples < 2:
+        raise InputError(f"n_samples must be at least 2, got {n_samples}")
+    chosen = estimator if isinstance(estimator, Estimator) else build_estimator(estimator, options)
+    return check_estimator(chosen, n_samples, seed, resolve_device(device), resolve_dtype(dtype))
 
 
 def compare(

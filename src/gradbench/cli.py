@@ -15,13 +15,20 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from typer.core import TyperGroup
 from typer.exceptions import Abort, TyperException
 
-from gradbench import registry
+from gradbench import plugins, registry
 from gradbench.api import DEVICES, DTYPES, run_comparison
-from gradbench.display import markdown_table, rich_table, warning_lines
+from gradbench.api import check as api_check
+from gradbench.display import (
+    conformance_table,
+    estimator_listing,
+    markdown_table,
+    objective_listing,
+    rich_table,
+    warning_lines,
+)
 from gradbench.engine import RunConfig, RunResult
 from gradbench.errors import InputError
 from gradbench.results import Comparison, write_atomic
@@ -74,39 +81,40 @@ def _root(ctx: typer.Context) -> None:
         typer.echo(ctx.get_help())
 
 
+PluginOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--plugin",
+        metavar="SPEC",
+        help="Load estimators and objectives from path/to/file.py, a module, or module:Class;"
+        " repeatable.",
+    ),
+]
+
+
+def _load_plugins(specs: list[str] | None) -> None:
+    """Load ``--plugin`` specs; a broken one (or entry point) is one warning line, not a stop."""
+    plugins.autoload()
+    for spec in specs or []:
+        try:
+            plugins.load_plugin(spec)
+        except plugins.PluginError as error:
+            _warn(str(error))
+    for problem in plugins.problems():
+        _warn(problem)
+
+
+def _warn(message: str) -> None:
+    print(f"gradbench: warning: {message}", file=sys.stderr)
+
+
 @app.command("list")
-def list_command() -> None:
-    """List the registered estimators and objectives, with requirements and settings."""
+def list_command(plugin: PluginOption = None) -> None:
+    """List the registered estimators and objectives, with requirements, settings and origin."""
+    _load_plugins(plugin)
     console = _stdout()
-    estimators = Table(title="estimators", title_justify="left", header_style="bold")
-    for column in ("name", "requires", "unbiased", "evals/estimate", "options", "origin", "what"):
-        estimators.add_column(column)
-    for name, entry in registry.estimators.entries().items():
-        cls = entry.cls
-        estimators.add_row(
-            name,
-            ", ".join(sorted(c.value for c in cls.requires)) or "—",
-            "yes" if cls.unbiased else "no",
-            cls.evals_formula,
-            " ".join(f"{cls.name}.{s.describe()}" for s in cls.options) or "—",
-            entry.origin,
-            cls.description,
-        )
-    objectives = Table(title="objectives", title_justify="left", header_style="bold")
-    for column in ("name", "settings (defaults)", "offers", "reference", "origin", "what"):
-        objectives.add_column(column)
-    for name, entry in registry.objectives.entries().items():
-        objective = entry.cls()
-        objectives.add_row(
-            name,
-            " ".join(s.describe() for s in entry.cls.settings),
-            ", ".join(sorted(c.value for c in objective.capabilities())) or "—",
-            objective.reference,
-            entry.origin,
-            entry.cls.description,
-        )
-    console.print(estimators)
-    console.print(objectives)
+    console.print(estimator_listing(registry.estimators.entries()))
+    console.print(objective_listing(registry.objectives.entries()))
 
 
 def _integer(minimum: int, noun: str) -> Callable[[str], int]:
@@ -231,8 +239,10 @@ def compare(
     markdown: Annotated[
         Path | None, typer.Option(metavar="PATH", help="Write the displayed table as Markdown.")
     ] = None,
+    plugin: PluginOption = None,
 ) -> None:
     """Measure bias, variance and cost of each estimator on each objective."""
+    _load_plugins(plugin)
     try:
         outputs = {"--csv": csv, "--detail-csv": detail_csv, "--json": json, "--markdown": markdown}
         for flag, path in outputs.items():
@@ -301,6 +311,44 @@ def _run_with_progress(**arguments: Any) -> Comparison:
             )
 
         return run_comparison(on_result=advance, **arguments)
+
+
+@app.command()
+def check(
+    estimator: Annotated[str, typer.Argument(metavar="ESTIMATOR", help="Estimator to check.")],
+    samples: Annotated[
+        int,
+        typer.Option(
+            "-n", "--samples", parser=POSITIVE, metavar="N", help="Estimates per unbiasedness test."
+        ),
+    ] = 100_000,
+    seed: Annotated[int, typer.Option(metavar="S", help="Seed of every test.")] = 0,
+    device: Annotated[
+        str, typer.Option(metavar="DEVICE", help=f"One of {', '.join(DEVICES)}.")
+    ] = "cpu",
+    dtype: Annotated[str, typer.Option(metavar="DTYPE", help=f"One of {', '.join(DTYPES)}.")] = (
+        "float32"
+    ),
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="An option of the estimator; repeatable."),
+    ] = None,
+    plugin: PluginOption = None,
+) -> None:
+    """Run the conformance suite on an estimator: shape, dtype, device, finite values,
+    determinism, and unbiasedness on constant, linear and quadratic costs.
+    Exits 1 when a check fails."""
+    _load_plugins(plugin)
+    try:
+        report = api_check(
+            estimator, samples, seed, device, dtype, options=_parse_settings(set_ or [])
+        )
+    except InputError as error:
+        _error(str(error))
+        raise typer.Exit(USAGE_ERROR) from None
+    _stdout().print(conformance_table(report))
+    if not report.passed:
+        raise typer.Exit(RUNTIME_ERROR)
 
 
 def main() -> None:

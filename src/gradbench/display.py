@@ -1,4 +1,4 @@
-"""Human views of the main table: the rich terminal table and Markdown.
+"""Human views: the comparison as a rich table and as Markdown, listings, conformance reports.
 
 Both render the same cells, formatted here and only here: three significant figures, every
 statistic with its uncertainty, times scaled to a readable unit. Machine formats stay raw.
@@ -7,10 +7,14 @@ statistic with its uncertainty, times scaled to a readable unit. Machine formats
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table
 
+from gradbench.conformance import ALPHA, ConformanceReport
+from gradbench.registry import Entry
 from gradbench.results import BIAS_SIGNIFICANCE, WARNING_SEPARATOR, bias_is_significant
 
 HEADERS = (
@@ -118,7 +122,8 @@ def rich_table(table: pd.DataFrame) -> Table:
         if starts_section and index:
             view.add_section()
         style = "bold green" if row["best"] else ("dim" if row["status"] != "ok" else None)
-        view.add_row(row["objective"] if starts_section else "", *cells(row), style=style)
+        shown = [row["objective"] if starts_section else "", *cells(row)]
+        view.add_row(*map(escape, shown), style=style)
     return view
 
 
@@ -141,3 +146,72 @@ def warning_lines(table: pd.DataFrame) -> list[str]:
         for note in filter(None, str(row["warnings"]).split(WARNING_SEPARATOR)):
             lines.append(f"{row['objective']} × {row['estimator']}: {note}")
     return lines
+
+
+def estimator_listing(entries: Mapping[str, Entry]) -> Table:
+    """``gradbench list``: one row per registered estimator."""
+    view = Table(title="estimators", title_justify="left", header_style="bold")
+    for column in ("name", "requires", "unbiased", "evals/estimate", "options", "origin", "what"):
+        view.add_column(column)
+    for name, entry in entries.items():
+        cls = entry.cls
+        cells = (
+            name,
+            ", ".join(sorted(c.value for c in cls.requires)) or "—",
+            "yes" if cls.unbiased else "no",
+            cls.evals_formula,
+            " ".join(f"{name}.{s.describe()}" for s in cls.options) or "—",
+            entry.origin,
+            cls.description,
+        )
+        view.add_row(*map(escape, cells))
+    return view
+
+
+def objective_listing(entries: Mapping[str, Entry]) -> Table:
+    """``gradbench list``: one row per registered objective."""
+    view = Table(title="objectives", title_justify="left", header_style="bold")
+    for column in ("name", "settings (defaults)", "offers", "reference", "origin", "what"):
+        view.add_column(column)
+    for name, entry in entries.items():
+        cls = entry.cls
+        try:
+            offers = ", ".join(sorted(c.value for c in cls().capabilities())) or "—"
+        except Exception as error:  # a plugin objective broken at its defaults is listed so
+            offers = f"error: {type(error).__name__}: {error}"
+        cells = (
+            name,
+            " ".join(s.describe() for s in cls.settings) or "—",
+            offers,
+            cls.reference,
+            entry.origin,
+            cls.description,
+        )
+        view.add_row(*map(escape, cells))
+    return view
+
+
+OUTCOME_STYLES = {"pass": "green", "fail": "bold red", "skip": "dim", "info": "yellow"}
+
+
+def conformance_table(report: ConformanceReport) -> Table:
+    """``gradbench check``: every check with its outcome and evidence."""
+    verdict = "passed" if report.passed else "FAILED"
+    view = Table(
+        title=f"conformance of {report.estimator}: {verdict}",
+        title_justify="left",
+        header_style="bold",
+        caption=(
+            f"unbiased: Bonferroni z-test at level {ALPHA:g} per objective; info = the "
+            "estimator is declared biased, so its bias is shown, not judged."
+        ),
+        caption_justify="left",
+    )
+    for column in ("objective", "check", "outcome", "evidence"):
+        view.add_column(column)
+    for check in report.checks:
+        style = OUTCOME_STYLES[check.outcome]
+        view.add_row(
+            check.objective, check.check, f"[{style}]{check.outcome}[/]", escape(check.evidence)
+        )
+    return view
