@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from gradbench.display import bias_cell, duration, markdown_table, number
+from gradbench.display import bias_cell, duration, markdown_table, number, objective_labels
 from gradbench.results import COLUMNS, Comparison, _mark_best
 
 NAN = math.nan
@@ -59,11 +59,23 @@ def test_best_is_the_lowest_unbiased_work_variance_with_ties_within_noise():
     assert [r["estimator"] for r in rows if r["best"]] == ["fast", "tied"]
 
 
+def test_best_is_decided_per_configuration_and_configurations_are_labelled():
+    rows = [
+        row("a", 1.0, 1e-7, setting_k=1.0),
+        row("b", 4.0, 1e-7, setting_k=1.0),
+        row("a", 9.0, 1e-7, setting_k=2.0),
+        row("b", 4.0, 1e-7, setting_k=2.0),
+    ]
+    _mark_best(rows)
+    assert [r["best"] for r in rows] == [True, False, False, True]
+    assert objective_labels(rows) == ["toy k=1", "toy k=1", "toy k=2", "toy k=2"]
+    assert objective_labels(rows[:2]) == ["toy", "toy"]
+
+
 def test_bias_verdicts():
     assert bias_cell(row("a", 1.0, 1.0, bias_p=0.2)) == "0.01 (n.s.)"
     assert bias_cell(row("a", 1.0, 1.0, bias_p=3e-7)) == "0.01 (p=3e-07)"
-    assert bias_cell(row("a", 0.0, 1.0, bias_p=NAN, bias_norm=0.0)) == "0 (exact)"
-    assert bias_cell(row("a", 0.0, 1.0, bias_p=0.0, bias_z_max=math.inf)) == "0.01 (deterministic)"
+    assert bias_cell(row("a", 1.0, 1.0, bias_p=NAN)) == "0.01"  # fewer than two estimates
 
 
 def test_number_and_duration_formats():

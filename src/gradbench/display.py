@@ -15,7 +15,12 @@ from rich.table import Table
 
 from gradbench.conformance import ALPHA, ConformanceReport
 from gradbench.registry import Entry
-from gradbench.results import BIAS_SIGNIFICANCE, WARNING_SEPARATOR, bias_is_significant
+from gradbench.results import (
+    BIAS_SIGNIFICANCE,
+    WARNING_SEPARATOR,
+    bias_is_significant,
+    configuration,
+)
 
 HEADERS = (
     "estimator",
@@ -58,13 +63,8 @@ def duration(seconds: float) -> str:
 def bias_cell(row: dict) -> str:
     """‖bias‖ with the verdict of its test: ``n.s.`` when not distinguishable from zero."""
     if math.isnan(row["bias_p"]):
-        verdict = "exact"
-    elif math.isinf(row["bias_z_max"]):
-        verdict = "deterministic"
-    elif bias_is_significant(row):
-        verdict = f"p={row['bias_p']:.1g}"
-    else:
-        verdict = "n.s."
+        return number(row["bias_norm"])
+    verdict = f"p={row['bias_p']:.1g}" if bias_is_significant(row) else "n.s."
     return f"{number(row['bias_norm'])} ({verdict})"
 
 
@@ -117,14 +117,27 @@ def rich_table(table: pd.DataFrame) -> Table:
     for header in HEADERS:
         view.add_column(header, justify="left" if header == "estimator" else "right")
     rows = table.to_dict("records")
+    labels = objective_labels(rows)
     for index, row in enumerate(rows):
-        starts_section = index == 0 or rows[index - 1]["objective"] != row["objective"]
+        starts_section = index == 0 or labels[index - 1] != labels[index]
         if starts_section and index:
             view.add_section()
         style = "bold green" if row["best"] else ("dim" if row["status"] != "ok" else None)
-        shown = [row["objective"] if starts_section else "", *cells(row)]
+        shown = [labels[index] if starts_section else "", *cells(row)]
         view.add_row(*map(escape, shown), style=style)
     return view
+
+
+def objective_labels(rows: list[dict]) -> list[str]:
+    """Each row's objective name, with its settings where one name has several configurations."""
+    configurations = [configuration(row) for row in rows]
+    names = [name for name, _ in set(configurations)]
+    return [
+        f"{name} " + " ".join(f"{k}={number(v)}" for k, v in settings)
+        if names.count(name) > 1
+        else name
+        for name, settings in configurations
+    ]
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -134,8 +147,9 @@ def markdown_table(table: pd.DataFrame) -> str:
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|",
     ]
-    for row in table.to_dict("records"):
-        lines.append("| " + " | ".join([row["objective"], *cells(row)]).replace("\n", " ") + " |")
+    rows = table.to_dict("records")
+    for label, row in zip(objective_labels(rows), rows, strict=True):
+        lines.append("| " + " | ".join([label, *cells(row)]).replace("\n", " ") + " |")
     return "\n".join(lines) + "\n\n" + caption(table) + "\n"
 
 

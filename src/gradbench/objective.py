@@ -66,7 +66,11 @@ class Objective(ABC):
 
     @abstractmethod
     def distribution(self, params: Params) -> Distribution:
-        """q_θ with batch shape = the leading dims of ``params`` and event shape = one draw."""
+        """q_θ with batch shape = the leading dims of ``params`` and event shape = one draw.
+
+        Build it with ``validate_args=False``: validation reads device values back to the host
+        on every call, which stalls a GPU inside the sampling loop.
+        """
 
     @abstractmethod
     def noise(self, n: int, params: Params, generator: torch.Generator) -> Tensor:

@@ -141,6 +141,7 @@ def load_plugin(spec: str) -> Plugin:
         restore(saved)
         raise PluginError(f"plugin {spec!r}: {_describe(error)}") from None
     names = tuple(name for _, name in sorted(_registered_names() - before))
+    names = names or _named_classes(spec)  # module:Class already registered by its package
     if not names:
         restore(saved)
         raise PluginError(
@@ -180,6 +181,15 @@ def _load_module(spec: str) -> str:
         if attribute:
             _register_attribute(module, attribute, origin=f"module {spec}")
     return _module_version(module)
+
+
+def _named_classes(spec: str) -> tuple[str, ...]:
+    """The names of the classes a ``module:Attr`` spec points at (empty for other specs)."""
+    module_name, _, attribute = spec.partition(":")
+    if not attribute:
+        return ()
+    value = getattr(sys.modules[module_name], attribute)
+    return tuple(cls.name for cls in (value if isinstance(value, list | tuple) else [value]))
 
 
 def _register_attribute(module: ModuleType, attribute: str, origin: str) -> None:

@@ -275,15 +275,26 @@ def _work_variance_range(row: dict) -> tuple[float, float]:
     return (row["work_variance"], row["work_variance"]) if math.isnan(low + high) else (low, high)
 
 
+def configuration(row: dict) -> tuple:
+    """An objective with its settings: the rows of one configuration compete for ``best``."""
+    settings = tuple(
+        (key.removeprefix("setting_"), value)
+        for key, value in row.items()
+        if key.startswith("setting_") and not (isinstance(value, float) and math.isnan(value))
+    )
+    return (row["objective"], settings)
+
+
 def _mark_best(rows: list[dict]) -> None:
-    """Per objective, among ok rows without significant bias, mark the lowest work_variance
-    and every row whose work_variance range overlaps its range (a tie within the noise)."""
-    by_objective: dict[str, list[dict]] = {}
+    """Per objective configuration, among ok rows without significant bias, mark the lowest
+    work_variance and every row whose work_variance range overlaps its range (a tie within
+    the noise)."""
+    by_configuration: dict[tuple, list[dict]] = {}
     for row in rows:
         measured = row["status"] == "ok" and not math.isnan(row["work_variance"])
         if measured and not bias_is_significant(row):
-            by_objective.setdefault(row["objective"], []).append(row)
-    for candidates in by_objective.values():
+            by_configuration.setdefault(configuration(row), []).append(row)
+    for candidates in by_configuration.values():
         leader = min(candidates, key=lambda r: r["work_variance"])
         leader_high = _work_variance_range(leader)[1]
         for row in candidates:

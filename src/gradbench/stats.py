@@ -8,9 +8,10 @@ every column of the result (definitions in DESIGN.md):
 
 * s_j² = M2_j / (N − 1), ``variance`` = Σ_j s_j² (trace of the covariance of one estimate);
 * ``bias`` b_j = ḡ_j − g*_j with standard error s_j/√N, ``bias_z_max`` = max_j |b_j|/(s_j/√N),
-  ``bias_p`` = min(1, P · 2Φ(−z_max)), the Bonferroni-corrected two-sided p-value, over the
-  coordinates where z is defined (a coordinate without noise has z = ∞ when biased beyond
-  rounding and no z otherwise);
+  ``bias_p`` = min(1, P · P(|T_{N−1}| > z_max)), the Bonferroni-corrected two-sided p-value
+  (Student's t, exact at small N, normal at large N). The
+  standard error has a rounding floor (see :func:`_bias_z`), so a coordinate exact up to its
+  dtype's rounding is not called biased;
 * ``mse`` = mean_i ‖g_i − g*‖², ``cosine`` = mean_i cos(g_i, g*) (a zero estimate counts as
   orthogonal), ``sign_error`` = mean_i 1[g_i · g* < 0], each with its standard error s/√N.
 
@@ -26,12 +27,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import torch
 from torch import Tensor
 
-#: A bias known without sampling noise counts when it exceeds this many epsilons (relative).
+from gradbench import student_t
+
+#: The rounding floor of a bias's standard error, in machine epsilons relative to max |g*|.
 ROUNDING_EPSILONS = 1000
 #: Groups of the jackknife. 64 gives an interval whose own standard error is ~9% of its width.
 DEFAULT_GROUPS = 64
@@ -76,35 +78,44 @@ class GradientStatistics:
         self.nonfinite = torch.zeros((), dtype=torch.int64, device=device)
         self.added = 0
         self.eps = torch.finfo(torch.float64).eps  # of the estimates' dtype, set by add()
+        # Moments are kept of values − shift (the first chunk's first row): a column that is
+        # constant then has M2 exactly 0, and large offsets lose no precision.
+        self.shift = torch.zeros(width, dtype=torch.float64, device=device)
 
     def add(self, estimates: Tensor) -> None:
-        """Fold the next chunk of estimates ``[m, P]`` (samples ``added … added + m − 1``)."""
+        """Fold the next chunk of estimates ``[m, P]`` (samples ``added … added + m − 1``).
+
+        The state changes only when the whole chunk is folded, so a chunk that fails (out of
+        memory, say) can be retried.
+        """
         m = estimates.shape[0]
-        self.eps = max(self.eps, torch.finfo(estimates.dtype).eps)
         if self.added + m > self.n_total:
             raise ValueError(f"more than n_total={self.n_total} estimates added")
         g = estimates.to(torch.float64)
-        finite = torch.isfinite(g).all(dim=1)
-        self.nonfinite += (~finite).sum()
-        g = torch.where(finite.unsqueeze(1), g, 0.0)
         values = torch.cat([g, self._per_sample_scalars(g)], dim=1)
+        finite = torch.isfinite(values).all(dim=1)
+        shift = self.shift
+        if self.added == 0:
+            shift = torch.where(torch.isfinite(values[0]), values[0], 0.0)
+        weight = finite.to(torch.float64).unsqueeze(1)
+        shifted = torch.where(finite.unsqueeze(1), values - shift, 0.0)
 
         index = torch.arange(self.added, self.added + m, device=g.device)
         group = index * self.groups // self.n_total
-        weight = finite.to(torch.float64).unsqueeze(1)
         count = torch.zeros_like(self.count).index_add_(0, group, weight)
-        total = torch.zeros_like(self.mean).index_add_(0, group, values * weight)
-        mean = total / count.clamp(min=1)
-        deviation = (values - mean[group]) * weight
+        mean = torch.zeros_like(self.mean).index_add_(0, group, shifted) / count.clamp(min=1)
+        deviation = (shifted - mean[group]) * weight
         m2 = torch.zeros_like(self.m2).index_add_(0, group, deviation**2)
+        merged = _chan_merge(self.count, self.mean, self.m2, count, mean, m2)
+        nonfinite = self.nonfinite + (~finite).sum()
 
-        self.count, self.mean, self.m2 = _chan_merge(
-            self.count, self.mean, self.m2, count, mean, m2
-        )
+        self.count, self.mean, self.m2 = merged
+        self.nonfinite, self.shift = nonfinite, shift
+        self.eps = max(self.eps, torch.finfo(estimates.dtype).eps)
         self.added += m
 
     def _per_sample_scalars(self, g: Tensor) -> Tensor:
-        """``[m, 3]``: ‖g_i − g*‖², cos(g_i, g*), 1[g_i · g* < 0]."""
+        """``[m, 3]``: ‖g_i − g*‖², cos(g_i, g*), 1[g_i · g* < 0] (NaN rows stay NaN)."""
         ref = self.reference
         dot = g @ ref
         norms = g.norm(dim=1) * ref.norm()
@@ -115,9 +126,9 @@ class GradientStatistics:
     def summary(self) -> Summary:
         """All statistics, computed on the host in float64 (one transfer)."""
         count = self.count.squeeze(1).cpu()
-        mean, m2 = self.mean.cpu(), self.m2.cpu()
+        mean, m2, shift = self.mean.cpu(), self.m2.cpu(), self.shift.cpu()
         nonfinite = int(self.nonfinite.cpu())
-        return summarise(count, mean, m2, self.reference.cpu(), nonfinite, self.eps)
+        return summarise(count, mean, m2, self.reference.cpu(), nonfinite, self.eps, shift)
 
 
 @dataclass(frozen=True)
@@ -169,26 +180,6 @@ def _leave_one_group_out(
     return rest, rest_m2.clamp(min=0)
 
 
-def student_t_quantile(probability: float, df: float) -> float:
-    """Quantile of Student's t via the Cornish–Fisher expansion (Abramowitz & Stegun 26.7.5).
-
-    Accurate to about 1e-5 for df ≥ 5; the normal quantile when df is infinite.
-    """
-    z = NormalDist().inv_cdf(probability)
-    if math.isinf(df):
-        return z
-    g1 = (z**3 + z) / 4
-    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
-    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
-    g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
-    return z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4
-
-
-def two_sided_p(z: float) -> float:
-    """P(|Z| > z) for a standard normal Z."""
-    return math.erfc(z / math.sqrt(2))
-
-
 def _jackknife_log_interval(
     estimate: Tensor, leave_out: Tensor, usable: Tensor
 ) -> tuple[Tensor, Tensor]:
@@ -202,7 +193,7 @@ def _jackknife_log_interval(
         return nan, nan
     logs = torch.log(leave_out[usable])
     spread = ((logs - logs.mean(0)) ** 2).sum(0) * (groups - 1) / groups
-    half_width = student_t_quantile(0.5 + CONFIDENCE / 2, groups - 1) * spread.sqrt()
+    half_width = student_t.quantile(0.5 + CONFIDENCE / 2, groups - 1) * spread.sqrt()
     low, high = estimate * torch.exp(-half_width), estimate * torch.exp(half_width)
     # V = 0 exactly (a deterministic estimator) has the degenerate interval [0, 0].
     zero = estimate == 0
@@ -210,16 +201,15 @@ def _jackknife_log_interval(
 
 
 def _bias_z(bias: Tensor, bias_se: Tensor, reference: Tensor, eps: float) -> Tensor:
-    """|b_j| / se_j per coordinate ``[P]``.
+    """|b_j| / √(se_j² + δ²) per coordinate ``[P]``, δ the rounding floor.
 
-    A coordinate without sampling noise (se_j = 0) knows its bias exactly: z_j = ∞ when the
-    bias exceeds rounding (1000 ε of the estimates' dtype, relative to max_j |g*_j|), else
-    undefined (NaN), as is every coordinate of a run with fewer than two estimates.
+    δ = 1000 ε · max_j |g*_j| (ε of the estimates' dtype; absolute when g* = 0): a coordinate
+    that is exact up to rounding (its estimates barely vary) is not called biased for its last
+    bits. With sampling noise δ is negligible (2e-13 relative in float64).
     """
     scale = float(reference.abs().max()) if reference.numel() else 0.0
-    rounding = ROUNDING_EPSILONS * eps * (scale if scale > 0 else 1.0)
-    exact = torch.where(bias.abs() > rounding, math.inf, math.nan).to(bias.dtype)
-    return torch.where(bias_se == 0, exact, bias.abs() / bias_se)
+    floor = ROUNDING_EPSILONS * eps * (scale if scale > 0 else 1.0)
+    return bias.abs() / torch.sqrt(bias_se**2 + floor**2)
 
 
 def summarise(
@@ -229,11 +219,12 @@ def summarise(
     reference: Tensor,
     n_nonfinite: int,
     eps: float = torch.finfo(torch.float64).eps,
+    shift: Tensor | None = None,
 ) -> Summary:
     """Statistics from per-group moments: ``count [G]``, ``mean``/``m2`` ``[G, P + 3]``.
 
-    ``eps`` is the machine epsilon of the estimates' dtype (it sets the rounding tolerance of
-    coordinates without sampling noise).
+    ``mean`` holds the means of values − ``shift`` (``[P + 3]``, zero by default); ``eps`` is the
+    machine epsilon of the estimates' dtype (it sets the rounding floor of the bias test).
     """
     P = reference.numel()
     total, pooled_mean, pooled_m2 = _pool(count, mean, m2)
@@ -241,7 +232,12 @@ def summarise(
     nan = math.nan
     sample_var = pooled_m2 / (total - 1) if n > 1 else torch.full_like(pooled_m2, nan)
 
-    grad_mean, grad_var = pooled_mean[:P], sample_var[:P]
+    # Shift-invariant below, except the means reported, which get the shift back.
+    if n == 0:
+        reported_mean = torch.full_like(pooled_mean, nan)
+    else:
+        reported_mean = pooled_mean if shift is None else pooled_mean + shift
+    grad_mean, grad_var = reported_mean[:P], sample_var[:P]
     variance = float(grad_var.sum())
 
     usable = count > 0
@@ -257,10 +253,12 @@ def summarise(
     bias_z = _bias_z(bias, bias_se, reference, eps)
     defined = bias_z[~torch.isnan(bias_z)]
     z_max = float(defined.max()) if defined.numel() else nan
-    bias_p = min(1.0, defined.numel() * two_sided_p(z_max)) if defined.numel() else nan
+    tail = student_t.two_sided_p(z_max, n - 1) if n > 1 else nan
+    bias_p = min(1.0, defined.numel() * tail) if defined.numel() else nan
 
     def mean_and_se(column: int) -> tuple[float, float]:
-        return float(pooled_mean[P + column]), float((sample_var[P + column] / max(n, 1)).sqrt())
+        se = (sample_var[P + column] / max(n, 1)).sqrt()
+        return float(reported_mean[P + column]), float(se)
 
     reference_norm = float(reference.norm())
     direction_defined = reference_norm > 0 and n > 0

@@ -41,7 +41,9 @@ class BernoulliToy(Objective):
         return {"logit": torch.full((dim,), self.setting("logit"), dtype=torch.float64)}
 
     def distribution(self, params: Params) -> Distribution:
-        return Independent(Bernoulli(logits=params["logit"]), 1)
+        # Settings are validated once; per-call validation would sync a GPU on every chunk.
+        bernoulli = Bernoulli(logits=params["logit"], validate_args=False)
+        return Independent(bernoulli, 1, validate_args=False)
 
     def noise(self, n: int, params: Params, generator: torch.Generator) -> Tensor:
         logit = params["logit"]

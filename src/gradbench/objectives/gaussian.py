@@ -24,7 +24,7 @@ from gradbench.objective import Objective
 from gradbench.params import Params
 from gradbench.settings import Setting, at_least, positive
 
-_SHARED_SETTINGS = (
+GAUSSIAN_SETTINGS = (
     Setting("dim", int, 1, "number of independent coordinates D", at_least(1)),
     Setting("mu", float, 1.0, "mean μ of every coordinate"),
     Setting("sigma", float, 1.0, "standard deviation σ of every coordinate", positive),
@@ -42,7 +42,9 @@ class GaussianObjective(Objective):
         }
 
     def distribution(self, params: Params) -> Distribution:
-        return Independent(Normal(params["mu"], params["sigma"]), 1)
+        # Settings are validated once; per-call validation would sync a GPU on every chunk.
+        normal = Normal(params["mu"], params["sigma"], validate_args=False)
+        return Independent(normal, 1, validate_args=False)
 
     def noise(self, n: int, params: Params, generator: torch.Generator) -> Tensor:
         mu = params["mu"]
@@ -77,7 +79,7 @@ class GaussianSquare(GaussianObjective):
 
     name = "gaussian-square"
     description = "f(x) = Σ (x − k)², x ~ N(μ, σ²)"
-    settings = (*_SHARED_SETTINGS, Setting("k", float, 3.0, "shift k of the quadratic"))
+    settings = (*GAUSSIAN_SETTINGS, Setting("k", float, 3.0, "shift k of the quadratic"))
 
     def coordinate_cost(self, x: Tensor) -> Tensor:
         return (x - self.k) ** 2
@@ -91,7 +93,7 @@ class GaussianExp(GaussianObjective):
 
     name = "gaussian-exp"
     description = "f(x) = Σ exp(−k x²), x ~ N(μ, σ²)"
-    settings = (*_SHARED_SETTINGS, Setting("k", float, 1.0, "rate k (needs 1 + 2kσ² > 0)"))
+    settings = (*GAUSSIAN_SETTINGS, Setting("k", float, 1.0, "rate k (needs 1 + 2kσ² > 0)"))
 
     def validate(self) -> None:
         sigma = self.setting("sigma")
@@ -114,7 +116,7 @@ class GaussianCos(GaussianObjective):
 
     name = "gaussian-cos"
     description = "f(x) = Σ cos(k x), x ~ N(μ, σ²)"
-    settings = (*_SHARED_SETTINGS, Setting("k", float, 5.0, "frequency k"))
+    settings = (*GAUSSIAN_SETTINGS, Setting("k", float, 5.0, "frequency k"))
 
     def coordinate_cost(self, x: Tensor) -> Tensor:
         return torch.cos(self.k * x)
