@@ -49,9 +49,10 @@ def row(estimator: str, variance: float, seconds: float, bias_p: float = 0.5, **
 
 def test_best_is_the_lowest_unbiased_work_variance_with_ties_within_noise():
     rows = [
-        row("slow", 1.0, 1e-6),  # 1e-6, range [8.6e-7, 1.2e-6]
-        row("fast", 1.0, 1e-7),  # leader: 1e-7, range [8.6e-8, 1.2e-7]
-        row("tied", 1.05, 1e-7),  # range [9e-8, 1.2e-7] overlaps the leader's
+        row("slow", 1.0, 1e-6),  # 1e-6, range [9e-7, 1.1e-6]
+        row("fast", 1.0, 1e-7),  # leader: 1e-7, range [9e-8, 1.1e-7]
+        row("tied", 1.05, 1e-7),  # range [9.45e-8, 1.16e-7] overlaps the leader's
+        row("apart", 1.3, 1e-7),  # range [1.17e-7, 1.43e-7] does not
         row("biased", 0.01, 1e-7, bias_p=1e-5),  # lowest, but its bias is significant
         row("skipped", NAN, NAN, status="skipped", reason="requires rsample"),
     ]

@@ -5,12 +5,14 @@ with exact gradients. Start with :func:`compare`; add an estimator by subclassin
 :class:`Estimator` and registering it with :func:`register_estimator`.
 """
 
-from gradbench.api import compare, run_comparison
+from gradbench.api import check, compare, run_comparison
+from gradbench.conformance import ConformanceReport, check_estimator
 from gradbench.engine import RunConfig, RunResult, run_pair
 from gradbench.errors import InputError
 from gradbench.estimator import Estimator, per_sample_gradients
 from gradbench.objective import Capability, Objective
 from gradbench.params import ParamLayout
+from gradbench.plugins import PluginError, load_plugin
 from gradbench.registry import register_estimator, register_objective
 from gradbench.results import Comparison
 from gradbench.settings import Setting
@@ -19,16 +21,21 @@ from gradbench.stats import GradientStatistics, Summary
 __all__ = [
     "Capability",
     "Comparison",
+    "ConformanceReport",
     "Estimator",
     "GradientStatistics",
     "InputError",
     "Objective",
     "ParamLayout",
+    "PluginError",
     "RunConfig",
     "RunResult",
     "Setting",
     "Summary",
+    "check",
+    "check_estimator",
     "compare",
+    "load_plugin",
     "per_sample_gradients",
     "register_estimator",
     "register_objective",

@@ -269,9 +269,13 @@ def bias_is_significant(row: dict) -> bool:
 
 
 def _work_variance_range(row: dict) -> tuple[float, float]:
-    """work_variance from the ends of the variance interval and of the timing repeats."""
-    low = row["variance_ci_low"] * row["time_per_sample_min_s"]
-    high = row["variance_ci_high"] * row["time_per_sample_max_s"]
+    """work_variance over the variance interval, at the median time per estimate.
+
+    The time is a median of repeats and is treated as known; the extremes of a few repeats
+    on a shared machine are too wide to separate anything.
+    """
+    low = row["variance_ci_low"] * row["time_per_sample_s"]
+    high = row["variance_ci_high"] * row["time_per_sample_s"]
     return (row["work_variance"], row["work_variance"]) if math.isnan(low + high) else (low, high)
 
 
