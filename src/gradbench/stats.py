@@ -91,37 +91,58 @@ class GradientStatistics:
         m = estimates.shape[0]
         if self.added + m > self.n_total:
             raise ValueError(f"more than n_total={self.n_total} estimates added")
-        g = estimates.to(torch.float64)
-        values = torch.cat([g, self._per_sample_scalars(g)], dim=1)
-        finite = torch.isfinite(values).all(dim=1)
+        values = self._per_sample_values(estimates)
+        finite = values.sum(dim=1).isfinite()  # a row holding NaN or ±Inf sums to NaN or ±Inf
         shift = self.shift
         if self.added == 0:
-            shift = torch.where(torch.isfinite(values[0]), values[0], 0.0)
-        weight = finite.to(torch.float64).unsqueeze(1)
-        shifted = torch.where(finite.unsqueeze(1), values - shift, 0.0)
+            shift = torch.where(values[0].isfinite(), values[0], 0.0)
+        values.sub_(shift)
 
-        index = torch.arange(self.added, self.added + m, device=g.device)
-        group = index * self.groups // self.n_total
-        count = torch.zeros_like(self.count).index_add_(0, group, weight)
-        mean = torch.zeros_like(self.mean).index_add_(0, group, shifted) / count.clamp(min=1)
-        deviation = (shifted - mean[group]) * weight
-        m2 = torch.zeros_like(self.m2).index_add_(0, group, deviation**2)
-        merged = _chan_merge(self.count, self.mean, self.m2, count, mean, m2)
+        segments = self._segments(m)
+        # On the CPU reading one flag back costs nothing and allows the fused var_mean; on a
+        # GPU the masked path runs unconditionally, so the loop never waits for the device.
+        if values.device.type == "cpu" and bool(finite.all()):
+            count, mean, m2 = _segment_moments(values, segments)
+        else:
+            count, mean, m2 = _masked_segment_moments(values, finite, segments)
+        groups = torch.tensor([group for group, _, _ in segments], device=values.device)
+        merged = _chan_merge(
+            self.count[groups], self.mean[groups], self.m2[groups], count, mean, m2
+        )
         nonfinite = self.nonfinite + (~finite).sum()
 
-        self.count, self.mean, self.m2 = merged
+        self.count = self.count.index_copy(0, groups, merged[0])
+        self.mean = self.mean.index_copy(0, groups, merged[1])
+        self.m2 = self.m2.index_copy(0, groups, merged[2])
         self.nonfinite, self.shift = nonfinite, shift
         self.eps = max(self.eps, torch.finfo(estimates.dtype).eps)
         self.added += m
 
-    def _per_sample_scalars(self, g: Tensor) -> Tensor:
-        """``[m, 3]``: ‖g_i − g*‖², cos(g_i, g*), 1[g_i · g* < 0] (NaN rows stay NaN)."""
+    def _segments(self, m: int) -> list[tuple[int, int, int]]:
+        """(group, start, stop) of the contiguous rows of the next chunk that share a group."""
+        segments = []
+        start = 0
+        while start < m:
+            group = (self.added + start) * self.groups // self.n_total
+            first_of_next = -(-(group + 1) * self.n_total // self.groups)  # ⌈(g+1)·N/G⌉
+            stop = min(m, first_of_next - self.added)
+            segments.append((group, start, stop))
+            start = stop
+        return segments
+
+    def _per_sample_values(self, estimates: Tensor) -> Tensor:
+        """``[m, P + 3]`` float64: g_i, then ‖g_i − g*‖², cos(g_i, g*), 1[g_i · g* < 0]."""
+        m, width = estimates.shape
         ref = self.reference
+        values = torch.empty(m, width + _EXTRA, dtype=torch.float64, device=estimates.device)
+        g = values[:, :width]
+        g.copy_(estimates)
         dot = g @ ref
-        norms = g.norm(dim=1) * ref.norm()
-        cosine = torch.where(norms > 0, dot / norms.clamp(min=torch.finfo(g.dtype).tiny), 0.0)
-        columns = [((g - ref) ** 2).sum(dim=1), cosine, (dot < 0).to(g.dtype)]
-        return torch.stack(columns, dim=1)
+        norms = torch.linalg.vector_norm(g, dim=1) * torch.linalg.vector_norm(ref)
+        values[:, width + _SQUARED_ERROR] = torch.linalg.vector_norm(g - ref, dim=1) ** 2
+        values[:, width + _COSINE] = torch.where(norms > 0, dot / norms, 0.0)
+        values[:, width + _SIGN_ERROR] = dot < 0
+        return values
 
     def summary(self) -> Summary:
         """All statistics, computed on the host in float64 (one transfer)."""
@@ -159,6 +180,37 @@ class Summary:
     @property
     def bias(self) -> Tensor:
         return self.mean - self.reference
+
+
+def _segment_moments(
+    values: Tensor, segments: list[tuple[int, int, int]]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """count ``[S, 1]``, mean and M2 ``[S, W]`` of each segment of rows (all finite)."""
+    counts, means, m2s = [], [], []
+    for _, start, stop in segments:
+        variance, mean = torch.var_mean(values[start:stop], dim=0, correction=0)
+        counts.append(stop - start)
+        means.append(mean)
+        m2s.append(variance * (stop - start))
+    count = torch.tensor(counts, dtype=torch.float64, device=values.device).unsqueeze(1)
+    return count, torch.stack(means), torch.stack(m2s)
+
+
+def _masked_segment_moments(
+    values: Tensor, finite: Tensor, segments: list[tuple[int, int, int]]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """As :func:`_segment_moments`, leaving out the rows where ``finite`` is False."""
+    weight = finite.to(torch.float64).unsqueeze(1)
+    values = values.masked_fill(~finite.unsqueeze(1), 0.0)
+    counts, means, m2s = [], [], []
+    for _, start, stop in segments:
+        count = weight[start:stop].sum(dim=0)
+        mean = values[start:stop].sum(dim=0) / count.clamp(min=1)
+        deviation = (values[start:stop] - mean) * weight[start:stop]
+        counts.append(count)
+        means.append(mean)
+        m2s.append((deviation * deviation).sum(dim=0))
+    return torch.stack(counts), torch.stack(means), torch.stack(m2s)
 
 
 def _pool(count: Tensor, mean: Tensor, m2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
