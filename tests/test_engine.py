@@ -117,11 +117,34 @@ def test_chunked_run_uses_the_given_chunk_and_every_sample():
 def test_chunk_size_shrinks_with_evaluations_and_dimension():
     objective = GaussianSquare(dim=64)
     params = objective.parameters()
-    config = RunConfig(n_samples=10**8)
+    config = RunConfig(n_samples=10**8, memory_budget=2**26)
     one = choose_chunk_size(objective, params, 1, config)
     many = choose_chunk_size(objective, params, 256, config)
     assert 1 <= many < one <= 10**8
     assert many < one / 100
+    assert one % 16 == 0 and many % 16 == 0
+
+
+def test_chunk_budget_is_capped_by_free_memory(monkeypatch):
+    from gradbench import memory
+
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 2**20)
+    assert memory.chunk_budget(torch.device("cpu")) == 2**19
+    monkeypatch.setattr(memory, "free_bytes", lambda device: None)
+    assert memory.chunk_budget(torch.device("cpu")) == memory.DEFAULT_BUDGET["cpu"]
+
+
+def test_single_draw_estimators_do_not_depend_on_the_chunk_size():
+    """Whole-row CPU normal draws are chunk-invariant; only float64 sums differ, by rounding."""
+    results = [
+        run_pair(
+            GaussianSquare(dim=3), Reinforce(), RunConfig(2048, chunk_size=c, timing_repeats=0)
+        )
+        for c in (2048, 512, 48)
+    ]
+    for other in results[1:]:
+        torch.testing.assert_close(other.summary.mean, results[0].summary.mean)
+        assert other.summary.variance == pytest.approx(results[0].summary.variance, rel=1e-12)
 
 
 class Interrupting(Estimator):

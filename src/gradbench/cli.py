@@ -215,7 +215,8 @@ def compare(
         typer.Option(
             parser=POSITIVE,
             metavar="N",
-            help="Estimates per chunk (default: what fits a 256 MiB budget).",
+            help="Estimates per chunk (default: what fits 256 MiB on CPU, 4 GiB on CUDA, at most"
+            " half the free memory).",
         ),
     ] = None,
     repeats: Annotated[

@@ -17,13 +17,15 @@ import torch
 from torch import Tensor
 
 from gradbench.estimator import Estimator
+from gradbench.memory import chunk_budget
 from gradbench.objective import Objective
 from gradbench.params import ParamLayout, Params
 from gradbench.stats import GradientStatistics, Summary
 from gradbench.timing import Timing, time_per_sample
 
-#: Working memory a chunk may use when the caller does not fix ``chunk_size``.
-DEFAULT_MEMORY_BUDGET = 256 * 2**20
+#: Chunks are a multiple of this many rows: CPU normal draws of 16 values are then the same
+#: however n is split into chunks.
+ROW_ALIGNMENT = 16
 #: Bytes of temporaries per element of x or θ that one cost evaluation holds (autograd included).
 _BYTES_PER_ELEMENT_FACTOR = 8
 #: Below this many usable estimates the variance interval is flagged as unreliable.
@@ -41,7 +43,8 @@ class RunConfig:
     chunk_size: int | None = None
     #: Timed calls after one warm-up; 0 skips timing (time columns are then NaN).
     timing_repeats: int = 5
-    memory_budget: int = DEFAULT_MEMORY_BUDGET
+    #: Bytes a chunk may use; None: the device's default, capped by its free memory.
+    memory_budget: int | None = None
 
 
 @dataclass
@@ -71,7 +74,8 @@ def derive_seed(seed: int, *names: str) -> int:
 def choose_chunk_size(
     objective: Objective, params: Params, evals_per_sample: int, config: RunConfig
 ) -> int:
-    """Rows per chunk: ``config.chunk_size`` if given, else what fits the memory budget."""
+    """Rows per chunk: ``config.chunk_size`` if given, else what fits the memory budget,
+    rounded down to a multiple of :data:`ROW_ALIGNMENT`."""
     if config.chunk_size is not None:
         return max(1, min(config.chunk_size, config.n_samples))
     event = math.prod(objective.distribution(params).event_shape)
@@ -79,7 +83,10 @@ def choose_chunk_size(
     itemsize = torch.empty((), dtype=config.dtype).element_size()
     per_estimate = _BYTES_PER_ELEMENT_FACTOR * itemsize * evals_per_sample * (event + grad_dim)
     per_estimate += 8 * 8 * (grad_dim + 3)  # float64 statistics temporaries
-    return max(1, min(config.n_samples, config.memory_budget // per_estimate))
+    rows = chunk_budget(config.device, config.memory_budget) // per_estimate
+    if rows >= ROW_ALIGNMENT:
+        rows -= rows % ROW_ALIGNMENT
+    return max(1, min(config.n_samples, rows))
 
 
 def run_pair(objective: Objective, estimator: Estimator, config: RunConfig) -> RunResult:
