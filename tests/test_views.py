@@ -42,6 +42,7 @@ def row(estimator: str, variance: float, seconds: float, bias_p: float = 0.5, **
         time_per_sample_min_s=seconds * 0.95,
         time_per_sample_max_s=seconds * 1.05,
         work_variance=variance * seconds,
+        evals_variance=variance,
     )
     record.update(extra)
     return record
@@ -104,11 +105,11 @@ def test_markdown_golden():
     lines = text.splitlines()
     assert lines[0] == (
         "| objective | estimator | evals | variance [95% CI] | bias ‖ḡ−g*‖ | MSE | SNR | cosine"
-        " | sign error | time/estimate | work×variance |"
+        " | sign error | evals×variance | time/estimate | work×variance |"
     )
     assert lines[2] == (
         "| toy | ★ fast | 1 | 2 [1.8, 2.2] | 0.01 (n.s.) | 2 ± 0.1 | 0.707 | 0.5 ± 0.01"
-        " | 0.25 ± 0.01 | 100 ns | 2e-07 |"
+        " | 0.25 ± 0.01 | 2 | 100 ns | 2e-07 |"
     )
-    assert lines[3] == "| toy | skipped | 1 | skipped: requires rsample |  |  |  |  |  |  |  |"
+    assert lines[3] == "| toy | (skipped) |  | skipped |  |  |  |  |  |  |  |  |"
     assert lines[5].startswith("n = 1000, seed 0, cpu (test cpu), float64.")

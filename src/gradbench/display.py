@@ -31,6 +31,7 @@ HEADERS = (
     "SNR",
     "cosine",
     "sign error",
+    "evals×variance",
     "time/estimate",
     "work×variance",
 )
@@ -88,6 +89,7 @@ def cells(row: dict) -> list[str]:
         number(row["snr"]),
         with_se(row["cosine"], row["cosine_se"]),
         with_se(row["sign_error"], row["sign_error_se"]),
+        number(row["evals_variance"]),
         duration(row["time_per_sample_s"]),
         number(row["work_variance"]),
     ]
@@ -104,10 +106,34 @@ def caption(table: pd.DataFrame) -> str:
     return (
         f"{run}. variance: trace of the covariance of one estimate, 95% jackknife interval. "
         f"bias: n.s. = not distinguishable from zero (Bonferroni p ≥ {BIAS_SIGNIFICANCE:g}). "
-        "MSE, cosine, sign error: per estimate, ± standard error. "
+        "MSE, cosine, sign error: per estimate, ± standard error. evals×variance: variance at "
+        "equal cost-function evaluations. (skipped): the objective lacks what they require "
+        "(reasons in the CSV). "
         f"{BEST_MARK} lowest work×variance (variance × seconds per estimate) among estimators "
         "without significant bias, and any not distinguishable from it."
     )
+
+
+def displayed_rows(table: pd.DataFrame) -> list[tuple[str, list[str], str | None]]:
+    """(objective label, cells, style) per displayed row, in sections of one configuration.
+
+    Skipped pairs fold into one ``(skipped)`` row per section naming the estimators (their
+    reasons are in the CSV).
+    """
+    rows = table.to_dict("records")
+    labels = objective_labels(rows)
+    shown: list[tuple[str, list[str], str | None]] = []
+    for label in dict.fromkeys(labels):
+        section = [row for row, own in zip(rows, labels, strict=True) if own == label]
+        for row in section:
+            if row["status"] != "skipped":
+                style = "bold green" if row["best"] else ("dim" if row["status"] != "ok" else None)
+                shown.append((label, cells(row), style))
+        skipped = [row["estimator"] for row in section if row["status"] == "skipped"]
+        if skipped:
+            blank = [""] * (len(HEADERS) - 3)
+            shown.append((label, ["(skipped)", "", ", ".join(skipped), *blank], "dim"))
+    return shown
 
 
 def rich_table(table: pd.DataFrame) -> Table:
@@ -116,15 +142,12 @@ def rich_table(table: pd.DataFrame) -> Table:
     view.add_column("objective", style="cyan", no_wrap=True)
     for header in HEADERS:
         view.add_column(header, justify="left" if header == "estimator" else "right")
-    rows = table.to_dict("records")
-    labels = objective_labels(rows)
-    for index, row in enumerate(rows):
-        starts_section = index == 0 or labels[index - 1] != labels[index]
-        if starts_section and index:
+    previous = None
+    for label, shown, style in displayed_rows(table):
+        if previous is not None and label != previous:
             view.add_section()
-        style = "bold green" if row["best"] else ("dim" if row["status"] != "ok" else None)
-        shown = [labels[index] if starts_section else "", *cells(row)]
-        view.add_row(*map(escape, shown), style=style)
+        view.add_row(*map(escape, [label if label != previous else "", *shown]), style=style)
+        previous = label
     return view
 
 
@@ -147,9 +170,8 @@ def markdown_table(table: pd.DataFrame) -> str:
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|",
     ]
-    rows = table.to_dict("records")
-    for label, row in zip(objective_labels(rows), rows, strict=True):
-        lines.append("| " + " | ".join([label, *cells(row)]).replace("\n", " ") + " |")
+    for label, shown, _ in displayed_rows(table):
+        lines.append("| " + " | ".join([label, *shown]).replace("\n", " ") + " |")
     return "\n".join(lines) + "\n\n" + caption(table) + "\n"
 
 

@@ -43,6 +43,10 @@ class Estimator(ABC):
     def __init__(self, **options: object) -> None:
         self.config: dict[str, Value] = resolve(type(self).options, options, self.name)
 
+    def option(self, name: str) -> float:
+        """The value of a numeric option that has a default, as a float."""
+        return float(self.config[name])  # type: ignore[arg-type]
+
     def evals_per_sample(self, grad_dim: int) -> int:
         """Cost evaluations f(x; θ) spent on one estimate, for a θ of ``grad_dim`` coordinates."""
         return 1
@@ -79,5 +83,8 @@ def per_sample_gradients(surrogate: Surrogate, params: Params, n: int) -> Tensor
         losses = surrogate(leaves)
         if losses.shape != (n,):
             raise ValueError(f"surrogate returned shape {tuple(losses.shape)}, expected ({n},)")
-        grads = torch.autograd.grad(losses.sum(), list(leaves.values()), materialize_grads=True)
+        if not losses.requires_grad:  # the surrogate does not depend on θ at all
+            grads = [torch.zeros_like(leaf) for leaf in leaves.values()]
+        else:
+            grads = torch.autograd.grad(losses.sum(), list(leaves.values()), materialize_grads=True)
     return ParamLayout.of(params).flatten(dict(zip(leaves, grads, strict=True)), batch_dims=1)

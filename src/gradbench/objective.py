@@ -36,6 +36,13 @@ class Capability(StrEnum):
 
     RSAMPLE = "rsample"
     DIFFERENTIABLE_COST = "differentiable cost"
+    #: q_θ = N(mu, diag sigma²) with parameters ``mu``, ``sigma`` and a cost free of θ.
+    GAUSSIAN = "Gaussian mu, sigma"
+    #: q_θ = Bernoulli(sigmoid(logit)) per coordinate, parameter ``logit``, ε ~ U(0, 1) noise
+    #: with b = 1[ε < sigmoid(logit)], and a cost free of θ.
+    BERNOULLI = "Bernoulli logit"
+    #: The cost is defined, and differentiable, between the discrete values (relaxations).
+    RELAXED_COST = "relaxed cost"
 
 
 class Objective(ABC):
@@ -48,6 +55,8 @@ class Objective(ABC):
     reference: ClassVar[str] = "exact (closed form)"
     #: Whether f(x; θ) is differentiable in x, as the pathwise estimator needs.
     differentiable_cost: ClassVar[bool] = True
+    #: Structural capabilities the class guarantees (see :class:`Capability`).
+    offers: ClassVar[frozenset[Capability]] = frozenset()
 
     def __init__(self, **settings: object) -> None:
         self.config: dict[str, Value] = resolve(type(self).settings, settings, self.name)
@@ -103,7 +112,7 @@ class Objective(ABC):
 
     def capabilities(self) -> frozenset[Capability]:
         """What this objective offers, read off its distribution and cost."""
-        offered = set()
+        offered = set(self.offers)
         if self.distribution(self.parameters()).has_rsample:
             offered.add(Capability.RSAMPLE)
         if self.differentiable_cost:

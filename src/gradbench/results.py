@@ -61,6 +61,7 @@ COLUMNS = (
     "timing_repeats",
     "timing_batch",
     "work_variance",
+    "evals_variance",
     "chunk_size",
     "warnings",
     "gradbench_version",
@@ -220,6 +221,7 @@ def _row(result: RunResult, config: RunConfig, provenance: dict) -> dict:
             sign_error=summary.sign_error,
             sign_error_se=summary.sign_error_se,
             chunk_size=result.chunk_size,
+            evals_variance=summary.variance * result.evals_per_sample,
         )
     if timing is not None:
         row.update(

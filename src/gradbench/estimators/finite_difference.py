@@ -1,19 +1,28 @@
-"""Central finite differences of the single-sample cost, with common random numbers.
+"""Finite differences of the single-sample cost f(T_θ(ε); θ), which need no derivative at all.
 
-    g_j = [f(T_{θ+h_j e_j}(ε); θ+h_j e_j) − f(T_{θ−h_j e_j}(ε); θ−h_j e_j)] / (2 h_j),  ε ~ p(ε),
+With e_j the j-th unit vector and h_j the step:
 
-one coordinate j at a time, the same ε on both sides. Needs no derivative of f or of the sampler,
-so it runs on discrete objectives too; it is biased by O(h²) terms of the smoothed cost and pays
-2P evaluations of f per estimate. With the step h, variance grows where the sampler is
-discontinuous in θ (≈ 1/h for Bernoulli). Survey: Mohamed et al. 2020, JMLR, §7.
+* ``fd`` — central, common random numbers: g_j = [F(θ + h_j e_j, ε) − F(θ − h_j e_j, ε)] / 2h_j,
+  one ε for both sides. Bias O(h²) of the smoothed cost; 2P evaluations.
+* ``fd-forward`` — forward, common random numbers: g_j = [F(θ + h_j e_j, ε) − F(θ, ε)] / h_j.
+  Bias O(h); P + 1 evaluations.
+* ``fd-independent`` — central without common random numbers: each of the 2P points draws its
+  own ε. Its variance grows like 1/h²; 2P evaluations.
+* ``spsa`` — simultaneous perturbation (Spall 1992): one random direction Δ ∈ {−1, 1}^P,
+  g = [F(θ + hΔ, ε) − F(θ − hΔ, ε)] / 2h · Δ. Bias O(h²); 2 evaluations whatever P.
 
-Option ``step``: h. By default h_j = ε_mach^{1/3} · max(1, |θ_j|), the step that balances
-truncation (∝ h²) against rounding (∝ ε_mach/h) of a central difference in the run's dtype.
-Set it with ``--set fd.step=1e-3``. The step actually used is the one representable in the
-dtype: h_j = ((θ_j + h_j) − (θ_j − h_j)) / 2.
+None needs a differentiable f or sampler, so all run on discrete objectives, where the sampler
+is a step in θ and the variance grows like 1/h. Survey: Mohamed et al. 2020, JMLR, §7.
+
+Option ``step``: h. By default h_j = ε_mach^{1/3} · max(1, |θ_j|) for central schemes and
+ε_mach^{1/2} · max(1, |θ_j|) for the forward one, the steps that balance truncation against
+rounding in the run's dtype (``--set fd.step=1e-3`` sets it). The step used is the one the
+dtype represents: h_j = ((θ_j + h_j) − (θ_j − h_j)) / 2.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -24,26 +33,50 @@ from gradbench.params import ParamLayout, Params
 from gradbench.settings import Setting, positive
 
 
-class CentralDifference(Estimator):
-    """All 2P perturbed parameter vectors are evaluated at once: ``[2P, n]`` costs."""
+class _FiniteDifference(Estimator):
+    """Evaluates F at every perturbed θ at once: ``[points, n]`` costs."""
 
-    name = "fd"
-    description = "central finite differences, common random numbers"
     unbiased = False
-    evals_formula = "2P"
     options = (
-        Setting("step", float, None, "step h (default: ε_mach^(1/3)·max(1, |θ_j|))", positive),
+        Setting(
+            "step",
+            float,
+            None,
+            "step h (default: ε_mach^(1/3), forward ε_mach^(1/2), times max(1, |θ_j|))",
+            positive,
+        ),
     )
-
-    def evals_per_sample(self, grad_dim: int) -> int:
-        return 2 * grad_dim
+    #: The exponent of ε_mach in the default step.
+    step_exponent: ClassVar[float] = 1 / 3
 
     def steps(self, theta: Tensor) -> Tensor:
         """The requested step per coordinate, ``[P]``."""
         step = self.config["step"]
         if step is not None:
             return torch.full_like(theta, float(step))
-        return torch.finfo(theta.dtype).eps ** (1 / 3) * theta.abs().clamp(min=1.0)
+        return torch.finfo(theta.dtype).eps ** self.step_exponent * theta.abs().clamp(min=1.0)
+
+    @staticmethod
+    def _costs(
+        objective: Objective,
+        layout: ParamLayout,
+        points: Tensor,
+        noise: Tensor,
+    ) -> Tensor:
+        """F at each parameter vector ``points [K, P]`` for each noise row: ``[K, n]``."""
+        perturbed = layout.unflatten(points.unsqueeze(1))  # [K, 1, *shape]
+        with torch.no_grad():
+            return objective.cost(objective.transform(noise, perturbed), perturbed)
+
+
+class CentralDifference(_FiniteDifference):
+    name = "fd"
+    description = "central finite differences, common random numbers"
+    evals_formula = "2P"
+    common_noise: ClassVar[bool] = True
+
+    def evals_per_sample(self, grad_dim: int) -> int:
+        return 2 * grad_dim
 
     def estimate(
         self, objective: Objective, params: Params, n: int, generator: torch.Generator
@@ -53,10 +86,66 @@ class CentralDifference(Estimator):
         offsets = torch.diag(self.steps(theta))
         upper, lower = theta + offsets, theta - offsets  # [P, P]: row j moves coordinate j
         half_width = torch.diagonal(upper - lower) / 2  # the step the dtype represents
-
-        perturbed = layout.unflatten(torch.cat([upper, lower]).unsqueeze(1))  # [2P, 1, *shape]
-        noise = objective.noise(n, params, generator)
-        with torch.no_grad():
-            costs = objective.cost(objective.transform(noise, perturbed), perturbed)  # [2P, n]
+        points = torch.cat([upper, lower])
+        if self.common_noise:
+            costs = self._costs(objective, layout, points, objective.noise(n, params, generator))
+        else:  # one noise draw per point: [2P, n, *event]
+            noise = objective.noise(points.shape[0] * n, params, generator)
+            noise = noise.reshape(points.shape[0], n, *noise.shape[1:])
+            costs = self._costs(objective, layout, points, noise)
         upper_cost, lower_cost = costs.chunk(2)
         return ((upper_cost - lower_cost) / (2 * half_width.unsqueeze(1))).T
+
+
+class IndependentCentralDifference(CentralDifference):
+    name = "fd-independent"
+    description = "central finite differences, independent noise on every side"
+    common_noise = False
+
+
+class ForwardDifference(_FiniteDifference):
+    name = "fd-forward"
+    description = "forward finite differences, common random numbers"
+    evals_formula = "P+1"
+    step_exponent = 1 / 2
+
+    def evals_per_sample(self, grad_dim: int) -> int:
+        return grad_dim + 1
+
+    def estimate(
+        self, objective: Objective, params: Params, n: int, generator: torch.Generator
+    ) -> Tensor:
+        layout = ParamLayout.of(params)
+        theta = layout.flatten(params)
+        upper = theta + torch.diag(self.steps(theta))
+        width = torch.diagonal(upper) - theta
+        points = torch.cat([upper, theta.unsqueeze(0)])
+        costs = self._costs(objective, layout, points, objective.noise(n, params, generator))
+        return ((costs[:-1] - costs[-1]) / width.unsqueeze(1)).T
+
+
+class SimultaneousPerturbation(_FiniteDifference):
+    name = "spsa"
+    description = "simultaneous perturbation along a random ±1 direction (Spall 1992)"
+    evals_formula = "2"
+
+    def evals_per_sample(self, grad_dim: int) -> int:
+        return 2
+
+    def estimate(
+        self, objective: Objective, params: Params, n: int, generator: torch.Generator
+    ) -> Tensor:
+        layout = ParamLayout.of(params)
+        theta = layout.flatten(params)
+        flip = torch.rand((n, theta.numel()), generator=generator, device=theta.device) < 0.5
+        direction = 1 - 2 * flip.to(theta.dtype)  # [n, P], Rademacher
+        step = self.steps(theta).max()
+        upper, lower = theta + step * direction, theta - step * direction
+        noise = objective.noise(n, params, generator)
+        costs = []
+        for point in (upper, lower):  # θ differs per estimate: [n, *shape] parameters
+            perturbed = layout.unflatten(point)
+            with torch.no_grad():
+                costs.append(objective.cost(objective.transform(noise, perturbed), perturbed))
+        # (upper − lower)_j = 2hΔ_j, and 1/Δ_j = Δ_j: g_j = [F(θ + hΔ) − F(θ − hΔ)] Δ_j / 2h.
+        return (costs[0] - costs[1]).unsqueeze(-1) / (upper - lower)

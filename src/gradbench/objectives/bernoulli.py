@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, Independent
 
-from gradbench.objective import Objective
+from gradbench.objective import Capability, Objective
 from gradbench.params import Params
 from gradbench.settings import Setting, at_least
 
@@ -31,6 +31,7 @@ class BernoulliToy(Objective):
         Setting("target", float, 0.499, "target t"),
     )
     differentiable_cost = False
+    offers = frozenset({Capability.BERNOULLI, Capability.RELAXED_COST})
 
     @property
     def target(self) -> float:

@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal
 
 from gradbench.errors import InputError
-from gradbench.objective import Objective
+from gradbench.objective import Capability, Objective
 from gradbench.params import Params
 from gradbench.settings import Setting, at_least, positive
 
@@ -33,6 +33,8 @@ GAUSSIAN_SETTINGS = (
 
 class GaussianObjective(Objective):
     """Shared sampler and parameters of the Gaussian family; subclasses add c(x) and E[c(x)]."""
+
+    offers = frozenset({Capability.GAUSSIAN})
 
     def parameters(self) -> Params:
         dim = int(self.setting("dim"))
