@@ -34,7 +34,8 @@ def test_single_file_plugin_in_list_compare_and_check(tmp_path):
     spec = str(SINGLE_FILE)
     listed = invoke("list", "--plugin", spec)
     assert listed.exit_code == 0, listed.stderr
-    assert "oracle-baseline" in listed.stdout and f"file {spec}" in listed.stdout
+    assert "oracle-baseline" in listed.stdout
+    assert registry.estimators.entries()["oracle-baseline"].origin == f"file {spec}"
 
     record = tmp_path / "run.json"
     compared = invoke(
@@ -58,7 +59,8 @@ def test_module_attribute_plugin_in_list_compare_and_check(monkeypatch):
     spec = "gradbench_antithetic:AntitheticReparam"
     listed = invoke("list", "--plugin", spec)
     assert listed.exit_code == 0, listed.stderr
-    assert "antithetic" in listed.stdout and f"module {spec}" in listed.stdout
+    assert "antithetic" in listed.stdout
+    assert registry.estimators.entries()["antithetic"].origin == f"module {spec}"
     compared = invoke("compare", "gaussian-square", "-e", "antithetic", *QUICK, "--plugin", spec)
     assert compared.exit_code == 0 and "antithetic" in compared.stdout
     checked = invoke("check", "antithetic", "-n", "20000", "--plugin", spec)
@@ -99,7 +101,7 @@ def installed_package(tmp_path_factory) -> Path:
 
 
 def run_installed(site: Path, *args: str, disable_autoload: bool = False):
-    env = {**os.environ, "PYTHONPATH": str(site)}
+    env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "400"}
     env.pop(plugins.AUTOLOAD_ENV, None)
     if disable_autoload:
         env[plugins.AUTOLOAD_ENV] = "1"

@@ -188,7 +188,7 @@ def estimator_listing(entries: Mapping[str, Entry]) -> Table:
     """``gradbench list``: one row per registered estimator."""
     view = Table(title="estimators", title_justify="left", header_style="bold")
     for column in ("name", "requires", "unbiased", "evals/estimate", "options", "origin", "what"):
-        view.add_column(column)
+        view.add_column(column, no_wrap=column == "name")
     for name, entry in entries.items():
         cls = entry.cls
         cells = (
@@ -208,7 +208,7 @@ def objective_listing(entries: Mapping[str, Entry]) -> Table:
     """``gradbench list``: one row per registered objective."""
     view = Table(title="objectives", title_justify="left", header_style="bold")
     for column in ("name", "settings (defaults)", "offers", "reference", "origin", "what"):
-        view.add_column(column)
+        view.add_column(column, no_wrap=column == "name")
     for name, entry in entries.items():
         cls = entry.cls
         try:
