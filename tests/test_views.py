@@ -24,6 +24,7 @@ def row(estimator: str, variance: float, seconds: float, bias_p: float = 0.5, **
         device_name="test cpu",
         dtype="float64",
         evals_per_sample=1,
+        declared_unbiased=True,
         warnings="",
         true_grad_norm=1.0,
         variance=variance,
@@ -55,6 +56,7 @@ def test_best_is_the_lowest_unbiased_work_variance_with_ties_within_noise():
         row("tied", 1.05, 1e-7),  # range [9.45e-8, 1.16e-7] overlaps the leader's
         row("apart", 1.3, 1e-7),  # range [1.17e-7, 1.43e-7] does not
         row("biased", 0.01, 1e-7, bias_p=1e-5),  # lowest, but its bias is significant
+        row("shrunk", 0.01, 1e-7, declared_unbiased=False),  # lowest, but biased by design
         row("skipped", NAN, NAN, status="skipped", reason="requires rsample"),
     ]
     _mark_best(rows)

@@ -109,8 +109,9 @@ def caption(table: pd.DataFrame) -> str:
         "MSE, cosine, sign error: per estimate, ± standard error. evals×variance: variance at "
         "equal cost-function evaluations. (skipped): the objective lacks what they require "
         "(reasons in the CSV). "
-        f"{BEST_MARK} lowest work×variance (variance × seconds per estimate) among estimators "
-        "without significant bias, and any not distinguishable from it."
+        f"{BEST_MARK} lowest work×variance (variance × seconds per estimate) among unbiased "
+        "estimators without significant bias, and any not distinguishable from it; biased "
+        "ones compare on MSE."
     )
 
 

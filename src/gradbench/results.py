@@ -40,6 +40,7 @@ COLUMNS = (
     "dtype",
     "grad_dim",
     "evals_per_sample",
+    "declared_unbiased",
     "reference",
     "true_grad_norm",
     "variance",
@@ -194,6 +195,7 @@ def _row(result: RunResult, config: RunConfig, provenance: dict) -> dict:
         dtype=provenance["dtype"],
         grad_dim=result.grad_dim,
         evals_per_sample=result.evals_per_sample,
+        declared_unbiased=result.estimator.unbiased,
         reference=result.objective.reference,
         warnings=WARNING_SEPARATOR.join(result.warnings),
         gradbench_version=provenance["gradbench_version"],
@@ -292,13 +294,14 @@ def configuration(row: dict) -> tuple:
 
 
 def _mark_best(rows: list[dict]) -> None:
-    """Per objective configuration, among ok rows without significant bias, mark the lowest
-    work_variance and every row whose work_variance range overlaps its range (a tie within
-    the noise)."""
+    """Per objective configuration, among ok rows of estimators that are unbiased by design and
+    show no significant bias, mark the lowest work_variance and every row whose work_variance
+    range overlaps its range (a tie within the noise). Variance alone would reward a biased
+    estimator for shrinking its estimates; those compete on the MSE column instead."""
     by_configuration: dict[tuple, list[dict]] = {}
     for row in rows:
         measured = row["status"] == "ok" and not math.isnan(row["work_variance"])
-        if measured and not bias_is_significant(row):
+        if measured and row["declared_unbiased"] and not bias_is_significant(row):
             by_configuration.setdefault(configuration(row), []).append(row)
     for candidates in by_configuration.values():
         leader = min(candidates, key=lambda r: r["work_variance"])
