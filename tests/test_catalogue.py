@@ -24,6 +24,7 @@ from gradbench.estimators.relaxation import GumbelSoftmax
 from gradbench.estimators.reparam import Reparam
 from gradbench.estimators.sample_baselines import BatchMean, LeaveOneOut
 from gradbench.objectives.bernoulli import BernoulliToy
+from gradbench.objectives.categorical import CategoricalToy
 from gradbench.objectives.gaussian import GaussianCos, GaussianSquare
 
 Z = 4.5
@@ -200,3 +201,26 @@ def test_gumbel_softmax_trades_bias_for_variance_as_the_temperature_falls():
         assert bias_gap > Z * math.hypot(float(hotter.bias_se[0]), float(colder.bias_se[0]))
         assert colder.variance_ci[0] > hotter.variance_ci[1]  # disjoint 95% intervals
     assert all(s.bias_p < 1e-10 for s in summaries)  # biased at every temperature
+
+
+# --- Categorical toy: exact gradient and REINFORCE moments by enumeration ---------------------
+
+
+def test_categorical_gradient_and_reinforce_by_enumeration():
+    objective = CategoricalToy(categories=5, spread=1.5, target=1.2)
+    logits = objective.parameters()["logits"].numpy()
+    p = np.exp(logits) / np.exp(logits).sum()
+    costs = (np.arange(5) - 1.2) ** 2
+    J = float(p @ costs)
+    gradient = p * (costs - J)  # ∂J/∂θ_k = p_k (c_k − J)
+    exact = objective.exact_gradient(objective.parameters()).numpy()
+    np.testing.assert_allclose(exact, gradient, rtol=1e-12)
+
+    result = run_pair(objective, Reinforce(), CONFIG)
+    for k in range(5):
+        # g_k = f(x) (1[x = k] − p_k): enumerate the 5 outcomes x with probabilities p.
+        values = costs * ((np.arange(5) == k) - p[k])
+        mean = float(p @ values)
+        central = values - mean
+        reference = Moments(mean, float(p @ central**2), float(p @ central**4))
+        assert_mean_and_variance(result.summary, k, reference, f"logits[{k}]")

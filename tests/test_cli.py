@@ -14,7 +14,7 @@ from gradbench.cli import app
 from gradbench.results import COLUMNS, DETAIL_COLUMNS
 
 runner = CliRunner()
-OBJECTIVES = ["gaussian-square", "gaussian-exp", "gaussian-cos", "bernoulli-toy"]
+OBJECTIVES = ["gaussian-square", "gaussian-exp", "gaussian-cos", "bernoulli-toy", "categorical-toy"]
 ESTIMATORS = ["reinforce", "reparam", "fd"]
 QUICK = ["-n", "2000", "--repeats", "1"]
 
