@@ -92,6 +92,10 @@ PluginOption = Annotated[
 ]
 
 
+DeviceOption = Annotated[str, typer.Option(metavar="DEVICE", help=f"One of {', '.join(DEVICES)}.")]
+DtypeOption = Annotated[str, typer.Option(metavar="DTYPE", help=f"One of {', '.join(DTYPES)}.")]
+
+
 def _load_plugins(specs: list[str] | None) -> None:
     """Load ``--plugin`` specs; a broken one (or entry point) is one warning line, not a stop."""
     plugins.autoload()
@@ -195,12 +199,8 @@ def compare(
     seed: Annotated[
         int, typer.Option(metavar="S", help="Seed; each pair derives its own generator from it.")
     ] = 0,
-    device: Annotated[
-        str, typer.Option(metavar="DEVICE", help=f"One of {', '.join(DEVICES)}.")
-    ] = "cpu",
-    dtype: Annotated[str, typer.Option(metavar="DTYPE", help=f"One of {', '.join(DTYPES)}.")] = (
-        "float32"
-    ),
+    device: DeviceOption = "cpu",
+    dtype: DtypeOption = "float32",
     set_: Annotated[
         list[str] | None,
         typer.Option(
@@ -324,12 +324,8 @@ def check(
         ),
     ] = 100_000,
     seed: Annotated[int, typer.Option(metavar="S", help="Seed of every test.")] = 0,
-    device: Annotated[
-        str, typer.Option(metavar="DEVICE", help=f"One of {', '.join(DEVICES)}.")
-    ] = "cpu",
-    dtype: Annotated[str, typer.Option(metavar="DTYPE", help=f"One of {', '.join(DTYPES)}.")] = (
-        "float32"
-    ),
+    device: DeviceOption = "cpu",
+    dtype: DtypeOption = "float32",
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", metavar="KEY=VALUE", help="An option of the estimator; repeatable."),
