@@ -14,7 +14,16 @@ from gradbench.cli import app
 from gradbench.results import COLUMNS, DETAIL_COLUMNS
 
 runner = CliRunner()
-OBJECTIVES = ["gaussian-square", "gaussian-exp", "gaussian-cos", "bernoulli-toy", "categorical-toy"]
+OBJECTIVES = [
+    "gaussian-square",
+    "gaussian-exp",
+    "gaussian-cos",
+    "bernoulli-toy",
+    "categorical-toy",
+    "gamma-square",
+    "beta-square",
+    "dirichlet-square",
+]
 ESTIMATORS = ["reinforce", "reparam", "fd"]
 QUICK = ["-n", "2000", "--repeats", "1"]
 

@@ -36,6 +36,8 @@ class Capability(StrEnum):
 
     RSAMPLE = "rsample"
     DIFFERENTIABLE_COST = "differentiable cost"
+    #: x = T_θ(ε) with noise ε that can be reused at another θ (common random numbers).
+    COMMON_NOISE = "common noise"
     #: q_θ = N(mu, diag sigma²) with parameters ``mu``, ``sigma`` and a cost free of θ.
     GAUSSIAN = "Gaussian mu, sigma"
     #: q_θ = Bernoulli(sigmoid(logit)) per coordinate, parameter ``logit``, ε ~ U(0, 1) noise
@@ -56,7 +58,7 @@ class Objective(ABC):
     #: Whether f(x; θ) is differentiable in x, as the pathwise estimator needs.
     differentiable_cost: ClassVar[bool] = True
     #: Structural capabilities the class guarantees (see :class:`Capability`).
-    offers: ClassVar[frozenset[Capability]] = frozenset()
+    offers: ClassVar[frozenset[Capability]] = frozenset({Capability.COMMON_NOISE})
 
     def __init__(self, **settings: object) -> None:
         self.config: dict[str, Value] = resolve(type(self).settings, settings, self.name)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from gradbench.estimator import Estimator
-from gradbench.objective import Objective
+from gradbench.objective import Capability, Objective
 from gradbench.params import ParamLayout, Params
 from gradbench.settings import Setting, positive
 
@@ -37,6 +37,7 @@ class _FiniteDifference(Estimator):
     """Evaluates F at every perturbed θ at once: ``[points, n]`` costs."""
 
     unbiased = False
+    requires = frozenset({Capability.COMMON_NOISE})
     options = (
         Setting(
             "step",

@@ -31,7 +31,7 @@ class BernoulliToy(Objective):
         Setting("target", float, 0.499, "target t"),
     )
     differentiable_cost = False
-    offers = frozenset({Capability.BERNOULLI, Capability.RELAXED_COST})
+    offers = frozenset({Capability.COMMON_NOISE, Capability.BERNOULLI, Capability.RELAXED_COST})
 
     @property
     def target(self) -> float:

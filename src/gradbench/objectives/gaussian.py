@@ -34,7 +34,7 @@ GAUSSIAN_SETTINGS = (
 class GaussianObjective(Objective):
     """Shared sampler and parameters of the Gaussian family; subclasses add c(x) and E[c(x)]."""
 
-    offers = frozenset({Capability.GAUSSIAN})
+    offers = frozenset({Capability.COMMON_NOISE, Capability.GAUSSIAN})
 
     def parameters(self) -> Params:
         dim = int(self.setting("dim"))
