@@ -197,7 +197,7 @@ def estimator_listing(entries: Mapping[str, Entry]) -> Table:
             ", ".join(sorted(c.value for c in cls.requires)) or "—",
             "yes" if cls.unbiased else "no",
             cls.evals_formula,
-            " ".join(f"{name}.{s.describe()}" for s in cls.options) or "—",
+            "\n".join(f"{name}.{s.describe()}: {s.help}" for s in cls.options) or "—",
             entry.origin,
             cls.description,
         )
@@ -218,7 +218,7 @@ def objective_listing(entries: Mapping[str, Entry]) -> Table:
             offers = f"error: {type(error).__name__}: {error}"
         cells = (
             name,
-            " ".join(s.describe() for s in cls.settings) or "—",
+            "\n".join(f"{s.describe()}: {s.help}" for s in cls.settings) or "—",
             offers,
             cls.reference,
             entry.origin,
