@@ -288,3 +288,27 @@ def test_implicit_family_exact_gradients_against_differences_of_the_expectation(
         )
         numeric.append(float(difference) / (2 * step))
     np.testing.assert_allclose(exact[: len(numeric)].numpy(), numeric, rtol=1e-6)
+
+
+class ShiftedSquare(GaussianSquare):
+    """(x − s)² with the shift s a parameter that enters the cost only (its score is 0)."""
+
+    name = "shifted-square"
+
+    def parameters(self):
+        return {**super().parameters(), "shift": torch.tensor([0.5], dtype=torch.float64)}
+
+    def cost(self, x, params):
+        return ((x - params["shift"]) ** 2).sum(-1)
+
+    def expected_cost(self, params):
+        shift = params["shift"]
+        return ((params["mu"] - shift) ** 2 + params["sigma"] ** 2).sum()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_optimal_baseline_with_a_parameter_that_only_the_cost_sees(dtype):
+    config = RunConfig(n_samples=100_000, seed=2, dtype=dtype, timing_repeats=0)
+    result = run_pair(ShiftedSquare(), OptimalBaseline(), config)
+    assert result.summary.n_nonfinite == 0
+    assert result.summary.bias_p > 1e-4  # unbiased: P(p < 1e-4) ≤ 1e-4

@@ -9,7 +9,8 @@ With e_j the j-th unit vector and h_j the step:
 * ``fd-independent`` — central without common random numbers: each of the 2P points draws its
   own ε. Its variance grows like 1/h²; 2P evaluations.
 * ``spsa`` — simultaneous perturbation (Spall 1992): one random direction Δ ∈ {−1, 1}^P,
-  g = [F(θ + hΔ, ε) − F(θ − hΔ, ε)] / 2h · Δ. Bias O(h²); 2 evaluations whatever P.
+  g = [F(θ + hΔ, ε) − F(θ − hΔ, ε)] / 2h · Δ, one step h = max_j h_j for every coordinate.
+  Bias O(h²); 2 evaluations whatever P.
 
 None needs a differentiable f or sampler, so all run on discrete objectives, where the sampler
 is a step in θ and the variance grows like 1/h. Survey: Mohamed et al. 2020, JMLR, §7.

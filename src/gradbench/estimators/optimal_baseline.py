@@ -33,7 +33,12 @@ class OptimalBaseline(Estimator):
         pilot = int(self.option("pilot"))
         pilot_cost, pilot_score, _ = self._terms(objective, params, pilot, generator)
         squared = pilot_score**2
-        baseline = (pilot_cost.unsqueeze(1) * squared).sum(0) / squared.sum(0).clamp(min=1e-300)
+        weight = squared.sum(0)
+        tiny = torch.finfo(weight.dtype).tiny
+        # A coordinate whose score is always 0 (θ_j enters the cost only) needs no baseline.
+        baseline = torch.where(
+            weight > 0, (pilot_cost.unsqueeze(1) * squared).sum(0) / weight.clamp(min=tiny), 0.0
+        )
         cost, score, cost_gradient = self._terms(objective, params, n, generator)
         return (cost.unsqueeze(1) - baseline) * score + cost_gradient
 

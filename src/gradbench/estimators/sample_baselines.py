@@ -6,7 +6,7 @@
   "Buy 4 REINFORCE samples, get a baseline for free!"). b_k is independent of x_k, so the
   estimate is unbiased.
 * ``batch-mean``: b_k = mean of all K costs, x_k's own included. Its own cost in the baseline
-  scales the gradient by (K − 1)/K: biased, and the bias columns show it.
+  scales the score-function term by (K − 1)/K: biased, and the bias columns show it.
 
 Requires: ``log_prob`` only. Cost: K evaluations of f per estimate. Option ``K`` (≥ 2).
 """

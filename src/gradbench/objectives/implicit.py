@@ -6,8 +6,9 @@ Mohamed & Mnih 2018, "Implicit reparameterization gradients"). torch draws these
 its global generator, so here the noise ε is a seed drawn from the run's generator, and
 x = T_θ(ε) draws with that seed in a forked RNG state: deterministic per run, but not common
 random numbers (a rejection sampler at another θ consumes other numbers), so estimators that
-need them (finite differences) skip these objectives. On a GPU the seed is read back to the host
-once per chunk.
+need them (finite differences) skip these objectives. All draws of a chunk come from its first
+seed, so results depend on the chunk size; on a GPU the seed is read back to the host once per
+chunk.
 
 :class:`RsampleObjective` turns any family into an objective; :class:`GammaSquare`,
 :class:`BetaSquare` and :class:`DirichletSquare` are three with exact gradients.
@@ -43,18 +44,28 @@ class RsampleObjective(Objective):
         return torch.randint(0, 2**62, (n,), generator=generator, device=generator.device)
 
     def transform(self, noise: Tensor, params: Params) -> Tensor:
+        """Draws of shape ``[*S, *batch, *event]`` for seeds ``[*S, *batch]``, with the first seed.
+
+        Only the generator of the seeds' device is seeded, and its state is put back after.
+        """
         distribution = self.family(params)
-        batch = distribution.batch_shape
-        sample_shape = () if tuple(batch) == tuple(noise.shape) else noise.shape
-        if sample_shape and len(batch) > 0:
+        batch = tuple(distribution.batch_shape)
+        if batch and tuple(noise.shape[noise.dim() - len(batch) :]) != batch:
             raise ValueError(
-                f"{self.name}: parameters with batch shape {tuple(batch)} cannot be paired with "
+                f"{self.name}: parameters with batch shape {batch} cannot be paired with "
                 f"{tuple(noise.shape)} draws"
             )
-        devices = list(range(torch.cuda.device_count())) if noise.is_cuda else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(noise.reshape(-1)[0]))
+        sample_shape = noise.shape[: noise.dim() - len(batch)]
+        if noise.is_cuda:
+            generator = torch.cuda.default_generators[noise.device.index or 0]
+        else:
+            generator = torch.random.default_generator
+        state = generator.get_state()
+        try:
+            generator.manual_seed(int(noise.reshape(-1)[0]))
             return distribution.rsample(sample_shape)
+        finally:
+            generator.set_state(state)
 
 
 class GammaSquare(RsampleObjective):
