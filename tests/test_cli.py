@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from gradbench import registry
 from gradbench.cli import app
 from gradbench.results import COLUMNS, DETAIL_COLUMNS
 
@@ -177,9 +182,73 @@ def test_output_that_is_a_directory_is_refused(tmp_path):
     assert_usage_error(result, "--detail-csv", "is a directory")
 
 
+def test_an_existing_result_is_kept_unless_overwrite(tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_text("earlier result\n")
+    result = invoke("compare", "gaussian-square", "-e", "fd", *QUICK, "--csv", str(target))
+    assert_usage_error(result, str(target), "exists", "--overwrite")
+    assert target.read_text() == "earlier result\n"
+    args = ("compare", "gaussian-square", "-e", "fd", *QUICK, "--csv", str(target))
+    replaced = invoke(*args, "--overwrite")
+    assert replaced.exit_code == 0 and target.read_text().startswith("objective,")
+
+
 def test_data_on_stdout_diagnostics_on_stderr(tmp_path):
     target = tmp_path / "out.csv"
     result = invoke("compare", "gaussian-square", "-e", "fd", "-n", "50", "--csv", str(target))
     assert result.exit_code == 0
     assert "gaussian-square" in result.stdout and "wrote" not in result.stdout
     assert f"wrote {target}" in result.stderr and "warning:" in result.stderr
+
+
+def is_integer_at_least(text: str, minimum: int | None) -> bool:
+    try:
+        value = int(text)
+    except ValueError:
+        return False
+    return minimum is None or value >= minimum
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+PRINTABLE = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=12)
+MALFORMED = {
+    "--samples": PRINTABLE.filter(lambda t: not is_integer_at_least(t, 1)),
+    "--seed": PRINTABLE.filter(lambda t: not is_integer_at_least(t, None)),
+    "--chunk-size": PRINTABLE.filter(lambda t: not is_integer_at_least(t, 1)),
+    "--repeats": PRINTABLE.filter(lambda t: not is_integer_at_least(t, 0)),
+    "--device": PRINTABLE.filter(lambda t: t not in ("cpu", "auto")),
+    "--dtype": PRINTABLE.filter(lambda t: t not in ("float32", "float64")),
+    # KEY=NUMBER could be a valid assignment; every other shape is malformed.
+    "--set": PRINTABLE.filter(lambda t: not is_number(t.partition("=")[2])),
+    "--estimator": PRINTABLE.filter(lambda t: t not in registry.estimators.names()),
+}
+FUZZ_OUTPUT = Path(tempfile.mkdtemp()) / "never.csv"
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(data=st.data())
+def test_every_option_fuzzed_fails_in_one_line(data):
+    """Malformed values of every option (an unknown --set key counts): exit 2, one line, no file.
+
+    Excluded, as not malformed: `--device cuda…` on a machine with CUDA, and `--set KEY=NUMBER`
+    (KEY may be a setting).
+    """
+    option = data.draw(st.sampled_from(sorted(MALFORMED)))
+    value = data.draw(MALFORMED[option])
+    if option == "--device" and torch.cuda.is_available():
+        value = "not-a-device"
+    result = invoke(
+        "compare", "gaussian-square", *QUICK, f"{option}={value}", "--csv", str(FUZZ_OUTPUT)
+    )
+    assert result.exit_code == 2, (option, value, result.stdout[-300:], result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gradbench: error:"), (option, value, lines)
+    assert "Traceback" not in result.output
+    assert not FUZZ_OUTPUT.exists()

@@ -45,6 +45,22 @@ class SometimesNaN(Estimator):
         return g
 
 
+class WrongDtype(Estimator):
+    name = "wrong-dtype"
+    description = "returns float64 whatever the run's dtype"
+
+    def estimate(self, objective, params, n, generator):
+        return Reinforce().estimate(objective, params, n, generator).double()
+
+
+class AllNaN(Estimator):
+    name = "all-nan"
+    description = "returns nothing but NaN"
+
+    def estimate(self, objective, params, n, generator):
+        return torch.full((n, 2), math.nan, dtype=params["mu"].dtype)
+
+
 class OutOfMemoryAbove(Estimator):
     name = "oom"
     description = "reinforce that runs out of memory for chunks above 300"
@@ -68,6 +84,15 @@ def test_same_seed_same_numbers_regardless_of_other_pairs():
     pd.testing.assert_frame_equal(measured(alone, alone.columns), measured(row, alone.columns))
 
 
+def test_any_order_of_estimators_gives_the_same_rows():
+    forward = compare(["bernoulli-toy"], ["reinforce", "rloo", "arm"], n_samples=2000, seed=9)
+    backward = compare(["bernoulli-toy"], ["arm", "rloo", "reinforce"], n_samples=2000, seed=9)
+    backward = backward.iloc[::-1].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        measured(forward, forward.columns), measured(backward, forward.columns)
+    )
+
+
 def test_a_different_seed_gives_different_draws():
     first = compare(["gaussian-square"], ["reinforce"], n_samples=3000, seed=1)
     second = compare(["gaussian-square"], ["reinforce"], n_samples=3000, seed=2)
@@ -85,6 +110,8 @@ def test_derived_seeds_are_stable_and_distinct():
     [
         (Raising(), "RuntimeError: boom"),
         (WrongShape(), "returned shape (1, 2), expected (2000, 2)"),
+        (WrongDtype(), "returned torch.float64, expected torch.float32"),
+        (AllNaN(), "all 2000 estimates of all-nan were NaN or Inf"),
     ],
 )
 def test_a_failing_pair_becomes_a_failed_row(estimator, message):

@@ -32,7 +32,12 @@ def resolve_device(name: str) -> torch.device:
                 f"device {name!r}: CUDA is not available (torch {torch.__version__});"
                 " valid choices here: cpu, auto"
             )
-        device = torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise InputError(
+                f"unknown device {name!r}; valid choices: {', '.join(DEVICES)}"
+            ) from None
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise InputError(
                 f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) present"

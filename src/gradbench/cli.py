@@ -121,7 +121,7 @@ def list_command(plugin: PluginOption = None) -> None:
     console.print(objective_listing(registry.objectives.entries()))
 
 
-def _integer(minimum: int, noun: str) -> Callable[[str], int]:
+def _integer(minimum: int | None, noun: str) -> Callable[[str], int]:
     """A typer parser for integers >= ``minimum`` whose error repeats the bad value."""
 
     def parse(text: str) -> int:
@@ -129,13 +129,14 @@ def _integer(minimum: int, noun: str) -> Callable[[str], int]:
             value = int(text)
         except ValueError:
             raise typer.BadParameter(f"{text!r} is not an integer") from None
-        if value < minimum:
+        if minimum is not None and value < minimum:
             raise typer.BadParameter(f"{value} is not {noun} (must be >= {minimum})")
         return value
 
     return parse
 
 
+INTEGER = _integer(None, "an integer")
 POSITIVE = _integer(1, "a positive integer")
 NON_NEGATIVE = _integer(0, "a non-negative integer")
 
@@ -148,13 +149,15 @@ def _parse_settings(assignments: list[str]) -> dict[str, str]:
     return settings
 
 
-def _check_output(path: Path | None, flag: str) -> None:
+def _check_output(path: Path | None, flag: str, overwrite: bool) -> None:
     """Refuse an output path that cannot be written, before any work is done."""
     if path is None:
         return
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise InputError(f"{flag} {str(path)!r} is a directory; give a file path")
+    if path.exists() and not overwrite:
+        raise InputError(f"{flag} {str(path)!r} exists; pass --overwrite to replace it")
     if not parent.is_dir():
         raise InputError(f"{flag} {str(path)!r}: directory {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
@@ -197,7 +200,10 @@ def compare(
         ),
     ] = RunConfig.n_samples,
     seed: Annotated[
-        int, typer.Option(metavar="S", help="Seed; each pair derives its own generator from it.")
+        int,
+        typer.Option(
+            parser=INTEGER, metavar="S", help="Seed; each pair derives its own generator from it."
+        ),
     ] = 0,
     device: DeviceOption = "cpu",
     dtype: DtypeOption = "float32",
@@ -240,6 +246,9 @@ def compare(
     markdown: Annotated[
         Path | None, typer.Option(metavar="PATH", help="Write the displayed table as Markdown.")
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace output files that exist.")
+    ] = False,
     plugin: PluginOption = None,
 ) -> None:
     """Measure bias, variance and cost of each estimator on each objective."""
@@ -247,7 +256,7 @@ def compare(
     try:
         outputs = {"--csv": csv, "--detail-csv": detail_csv, "--json": json, "--markdown": markdown}
         for flag, path in outputs.items():
-            _check_output(path, flag)
+            _check_output(path, flag, overwrite)
         comparison = _run_with_progress(
             objectives=objectives,
             estimators=estimator,
@@ -277,7 +286,9 @@ def compare(
         _error(f"could not write output: {error}")
         raise typer.Exit(RUNTIME_ERROR) from None
     if comparison.interrupted:
-        _error("interrupted; the table holds the pairs that finished")
+        written = [str(path) for path in outputs.values() if path is not None]
+        where = f" and in {', '.join(written)}" if written else ""
+        _error(f"interrupted: the {len(table)} pairs that finished are in the table above{where}")
         raise typer.Exit(INTERRUPTED)
 
 
@@ -323,7 +334,7 @@ def check(
             "-n", "--samples", parser=POSITIVE, metavar="N", help="Estimates per unbiasedness test."
         ),
     ] = 100_000,
-    seed: Annotated[int, typer.Option(metavar="S", help="Seed of every test.")] = 0,
+    seed: Annotated[int, typer.Option(parser=INTEGER, metavar="S", help="Seed of every test.")] = 0,
     device: DeviceOption = "cpu",
     dtype: DtypeOption = "float32",
     set_: Annotated[

@@ -129,11 +129,7 @@ def _measure(
 
     def estimates(m: int) -> Tensor:
         g = estimator.estimate(objective, params, m, generator)
-        if g.shape != (m, result.grad_dim):
-            raise ValueError(
-                f"{estimator.name} returned shape {tuple(g.shape)},"
-                f" expected ({m}, {result.grad_dim})"
-            )
+        _check_output(estimator.name, g, (m, result.grad_dim), config)
         return g
 
     statistics = GradientStatistics(reference.to(config.device), config.n_samples)
@@ -147,6 +143,11 @@ def _measure(
             chunk = max(1, m // 2)
     result.chunk_size = chunk
     result.summary = statistics.summary()
+    if result.summary.n_used == 0:
+        raise ValueError(
+            f"all {config.n_samples} estimates of {estimator.name} were NaN or Inf; "
+            "try --dtype float64 or other settings (--set)"
+        )
 
     if config.timing_repeats > 0:
         batch = min(chunk, config.n_samples)
@@ -158,6 +159,18 @@ def _measure(
 
         result.timing = time_per_sample(produce, batch, config.timing_repeats, config.device)
     result.warnings = _warnings(result.summary, result.timing)
+
+
+def _check_output(name: str, estimates: Tensor, shape: tuple[int, int], config: RunConfig) -> None:
+    """Refuse estimates of the wrong shape, dtype or device (the pair then fails)."""
+    if tuple(estimates.shape) != shape:
+        raise ValueError(f"{name} returned shape {tuple(estimates.shape)}, expected {shape}")
+    if estimates.dtype != config.dtype:
+        raise ValueError(f"{name} returned {estimates.dtype}, expected {config.dtype}")
+    if estimates.device.type != config.device.type:
+        raise ValueError(
+            f"{name} returned a tensor on {estimates.device}, expected {config.device}"
+        )
 
 
 def _warnings(summary: Summary, timing: Timing | None) -> list[str]:
