@@ -214,3 +214,22 @@ def test_a_broken_entry_point_is_one_line(tmp_path, monkeypatch):
         plugins.restore(saved)
     assert result.exit_code == 0 and "reinforce" in result.stdout
     one_warning(result, "'ghost'", "broken-plugin", "ModuleNotFoundError")
+
+
+def test_ctrl_c_keeps_the_finished_rows_and_says_where(tmp_path):
+    spec = write(
+        tmp_path / "interrupt.py",
+        "import gradbench\n@gradbench.register_estimator\nclass Stop(gradbench.Estimator):\n"
+        "    name = 'zz-ctrl-c'\n    description = 'a user pressing Ctrl-C'\n"
+        "    def estimate(self, objective, params, n, generator):\n"
+        "        raise KeyboardInterrupt\n",
+    )
+    target = tmp_path / "partial.csv"
+    result = invoke(
+        "compare", "gaussian-square", "-e", "reinforce", "-e", "zz-ctrl-c", "-e", "fd", *QUICK,
+        "--csv", str(target), "--plugin", spec,
+    )  # fmt: skip
+    assert result.exit_code == 130
+    assert f"1 finished pair(s) are in the table above and in {target}" in result.stderr
+    rows = target.read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("gaussian-square,reinforce,ok")

@@ -288,7 +288,7 @@ def compare(
     if comparison.interrupted:
         written = [str(path) for path in outputs.values() if path is not None]
         where = f" and in {', '.join(written)}" if written else ""
-        _error(f"interrupted: the {len(table)} pairs that finished are in the table above{where}")
+        _error(f"interrupted: {len(table)} finished pair(s) are in the table above{where}")
         raise typer.Exit(INTERRUPTED)
 
 
