@@ -232,6 +232,24 @@ MALFORMED = {
 FUZZ_OUTPUT = Path(tempfile.mkdtemp()) / "never.csv"
 
 
+CHECK_MALFORMED = {
+    option: MALFORMED[option] for option in ("--samples", "--seed", "--device", "--dtype")
+} | {"--set": PRINTABLE.filter(lambda t: not is_number(t.partition("=")[2]) or "=" not in t)}
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(data=st.data())
+def test_every_check_option_fuzzed_fails_in_one_line(data):
+    option = data.draw(st.sampled_from(sorted(CHECK_MALFORMED)))
+    value = data.draw(CHECK_MALFORMED[option])
+    if option == "--device" and torch.cuda.is_available():
+        value = "not-a-device"
+    result = invoke("check", "fd", "-n", "2000", f"{option}={value}")
+    assert result.exit_code == 2, (option, value, result.stdout[-300:], result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gradbench: error:"), (option, value, lines)
+
+
 @settings(max_examples=150, deadline=None, derandomize=True, database=None)
 @given(data=st.data())
 def test_every_option_fuzzed_fails_in_one_line(data):

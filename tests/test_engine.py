@@ -53,6 +53,14 @@ class WrongDtype(Estimator):
         return Reinforce().estimate(objective, params, n, generator).double()
 
 
+class OnAnotherDevice(Estimator):
+    name = "elsewhere"
+    description = "returns its estimates on the meta device"
+
+    def estimate(self, objective, params, n, generator):
+        return torch.zeros((n, 2), dtype=params["mu"].dtype, device="meta")
+
+
 class AllNaN(Estimator):
     name = "all-nan"
     description = "returns nothing but NaN"
@@ -112,6 +120,7 @@ def test_derived_seeds_are_stable_and_distinct():
         (WrongShape(), "returned shape (1, 2), expected (2000, 2)"),
         (WrongDtype(), "returned torch.float64, expected torch.float32"),
         (AllNaN(), "all 2000 estimates of all-nan were NaN or Inf"),
+        (OnAnotherDevice(), "returned a tensor on meta, expected cpu"),
     ],
 )
 def test_a_failing_pair_becomes_a_failed_row(estimator, message):
