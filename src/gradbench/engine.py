@@ -4,7 +4,9 @@ The estimates of a run are drawn in chunks of at most ``chunk_size`` rows from o
 ``torch.Generator`` seeded by (seed, objective, estimator), so a run's numbers do not depend on
 which other pairs ran or in what order. Each chunk is reduced on the device into the float64
 accumulators of :class:`~gradbench.stats.GradientStatistics` and then dropped: memory is bounded
-by the chunk, not by n. The loop never reads a value back to the host.
+by the chunk, not by n. On a GPU the loop reads nothing back to the host (objectives that
+sample through torch's global generator, see :mod:`gradbench.objectives.implicit`, read one
+seed per chunk).
 """
 
 from __future__ import annotations
