@@ -125,16 +125,21 @@ def _measure(
     result: RunResult,
 ) -> None:
     # The reference is taken at the parameters as the run's dtype represents them.
-    reference = objective.exact_gradient({k: v.double() for k, v in params.items()})
+    exact_params = {k: v.double().cpu() for k, v in params.items()}
+    reference = objective.reference_gradient(exact_params)
+    analytic = objective.analytic_gradient(exact_params)
+    offset = None if analytic is None else analytic.to(config.device, config.dtype)
     generator = torch.Generator(device=config.device).manual_seed(result.run_seed)
     chunk = choose_chunk_size(objective, params, result.evals_per_sample, config)
 
-    def estimates(m: int) -> Tensor:
-        g = estimator.estimate(objective, params, m, generator)
+    def estimates(m: int, source: torch.Generator = generator) -> Tensor:
+        g = estimator.estimate(objective, params, m, source)
         _check_output(estimator.name, g, (m, result.grad_dim), config)
-        return g
+        return g if offset is None else g + offset
 
-    statistics = GradientStatistics(reference.to(config.device), config.n_samples)
+    statistics = GradientStatistics(
+        reference.gradient.to(config.device), config.n_samples, reference.standard_error
+    )
     while statistics.added < config.n_samples:
         m = min(chunk, config.n_samples - statistics.added)
         try:
@@ -157,7 +162,7 @@ def _measure(
         timing_generator = torch.Generator(device=config.device).manual_seed(timing_seed)
 
         def produce() -> Tensor:
-            return estimator.estimate(objective, params, batch, timing_generator)
+            return estimates(batch, timing_generator)
 
         result.timing = time_per_sample(produce, batch, config.timing_repeats, config.device)
     result.warnings = _warnings(result.summary, result.timing)

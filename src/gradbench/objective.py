@@ -11,7 +11,12 @@ An objective owns
   whose event shape is one draw, for ``log_prob`` (:meth:`distribution`);
 * the cost f(x; θ) (:meth:`cost`);
 * the exact expectation J(θ) in closed form (:meth:`expected_cost`), which autograd differentiates
-  into the exact gradient (:meth:`exact_gradient`).
+  into the exact gradient (:meth:`exact_gradient`); where no exact value exists, the objective
+  overrides :meth:`reference_gradient` with a high-precision estimate and its standard error;
+* optionally a part of J known in closed form, J(θ) = E_{q_θ}[f(x; θ)] + h(θ)
+  (:meth:`analytic_term`, e.g. an ELBO's −KL(q_θ ‖ p)). The engine adds the exact ∇h to every
+  estimate, so estimators see only E[f], the way ELBO gradients are computed in practice; ∇h is
+  deterministic, so it shifts the mean of every estimator alike and changes no variance.
 
 Shapes: parameters are ``{name: [*shape]}``; every method also accepts parameters with extra
 leading batch dims ``[*B, *shape]`` and broadcasts them against the sample dims of ε and x.
@@ -20,6 +25,8 @@ leading batch dims ``[*B, *shape]`` and broadcasts them against the sample dims 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar
 
@@ -40,11 +47,21 @@ class Capability(StrEnum):
     COMMON_NOISE = "common noise"
     #: q_θ = N(mu, diag sigma²) with parameters ``mu``, ``sigma`` and a cost free of θ.
     GAUSSIAN = "Gaussian mu, sigma"
-    #: q_θ = Bernoulli(sigmoid(logit)) per coordinate, parameter ``logit``, ε ~ U(0, 1) noise
-    #: with b = 1[ε < sigmoid(logit)], and a cost free of θ.
+    #: q_θ = Bernoulli(sigmoid(ℓ_θ)) per coordinate with logits ℓ_θ = ``bernoulli_logits(θ)``
+    #: (θ itself for a toy, an encoder's output for a VAE), ε ~ U(0, 1) noise with
+    #: b = 1[ε < sigmoid(ℓ_θ)], and a cost free of θ.
     BERNOULLI = "Bernoulli logit"
     #: The cost is defined, and differentiable, between the discrete values (relaxations).
     RELAXED_COST = "relaxed cost"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The gradient that bias is measured against: ``gradient`` ``[P]`` float64 on the CPU, and
+    ``standard_error`` ``[P]`` when it is itself estimated (None when exact)."""
+
+    gradient: Tensor
+    standard_error: Tensor | None = None
 
 
 class Objective(ABC):
@@ -59,6 +76,9 @@ class Objective(ABC):
     differentiable_cost: ClassVar[bool] = True
     #: Structural capabilities the class guarantees (see :class:`Capability`).
     offers: ClassVar[frozenset[Capability]] = frozenset({Capability.COMMON_NOISE})
+    #: Estimates per run when the user does not choose; None: the engine's default. Objectives
+    #: whose θ has thousands of coordinates choose fewer, so the default suite stays quick.
+    default_samples: ClassVar[int | None] = None
 
     def __init__(self, **settings: object) -> None:
         self.config: dict[str, Value] = resolve(type(self).settings, settings, self.name)
@@ -97,7 +117,15 @@ class Objective(ABC):
 
     @abstractmethod
     def expected_cost(self, params: Params) -> Tensor:
-        """J(θ) = E_{q_θ}[f(x; θ)] exactly, a scalar differentiable in θ."""
+        """J(θ) = E_{q_θ}[f(x; θ)] + h(θ) exactly, a scalar differentiable in θ.
+
+        Objectives without a closed form raise ``NotImplementedError`` and override
+        :meth:`reference_gradient`.
+        """
+
+    def analytic_term(self, params: Params) -> Tensor | None:
+        """h(θ), the part of J outside the expectation (a scalar), or None when there is none."""
+        return None
 
     def sample(self, params: Params, n: int, generator: torch.Generator) -> Tensor:
         """n draws x ~ q_θ, ``[n, *event]``, detached from θ."""
@@ -106,11 +134,22 @@ class Objective(ABC):
 
     def exact_gradient(self, params: Params) -> Tensor:
         """∇_θ J as a flat float64 vector ``[P]`` (autograd through :meth:`expected_cost`)."""
-        leaves = {k: v.detach().to(torch.float64).requires_grad_() for k, v in params.items()}
-        with torch.enable_grad():
-            value = self.expected_cost(leaves)
-            grads = torch.autograd.grad(value, list(leaves.values()), materialize_grads=True)
-        return ParamLayout.of(params).flatten(dict(zip(leaves, grads, strict=True)))
+        return flat_gradient(self.expected_cost, params)
+
+    def reference_gradient(self, params: Params) -> Reference:
+        """The gradient bias is measured against; exact (:meth:`exact_gradient`) by default."""
+        return Reference(self.exact_gradient(params))
+
+    def analytic_gradient(self, params: Params) -> Tensor | None:
+        """∇h as a flat float64 vector ``[P]``, or None when there is no analytic term."""
+        if self.analytic_term(params) is None:
+            return None
+        return flat_gradient(self.analytic_term, params)  # type: ignore[arg-type]
+
+    def bernoulli_logits(self, params: Params) -> Tensor:
+        """The logits ℓ_θ ``[*B, *event]`` of q_θ, for objectives offering
+        :attr:`Capability.BERNOULLI`; the discrete estimators pull their ∇_ℓ back to θ."""
+        raise NotImplementedError(f"{self.name} does not offer {Capability.BERNOULLI.value}")
 
     def capabilities(self) -> frozenset[Capability]:
         """What this objective offers, read off its distribution and cost."""
@@ -120,3 +159,12 @@ class Objective(ABC):
         if self.differentiable_cost:
             offered.add(Capability.DIFFERENTIABLE_COST)
         return frozenset(offered)
+
+
+def flat_gradient(function: Callable[[Params], Tensor], params: Params) -> Tensor:
+    """∇_θ of a scalar function of θ, in float64, as a flat vector ``[P]``."""
+    leaves = {k: v.detach().to(torch.float64).requires_grad_() for k, v in params.items()}
+    with torch.enable_grad():
+        value = function(leaves)
+        grads = torch.autograd.grad(value, list(leaves.values()), materialize_grads=True)
+    return ParamLayout.of(params).flatten(dict(zip(leaves, grads, strict=True)))

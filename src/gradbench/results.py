@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from torch import Tensor
 
 from gradbench.engine import RunConfig, RunResult
 
@@ -42,6 +43,7 @@ COLUMNS = (
     "evals_per_sample",
     "declared_unbiased",
     "reference",
+    "reference_se_max",
     "true_grad_norm",
     "variance",
     "variance_ci_low",
@@ -209,6 +211,7 @@ def _row(result: RunResult, config: RunConfig, provenance: dict) -> dict:
             n_used=summary.n_used,
             n_nonfinite=summary.n_nonfinite,
             true_grad_norm=float(summary.reference.norm()),
+            reference_se_max=_largest(summary.reference_se),
             variance=summary.variance,
             variance_ci_low=summary.variance_ci[0],
             variance_ci_high=summary.variance_ci[1],
@@ -235,6 +238,11 @@ def _row(result: RunResult, config: RunConfig, provenance: dict) -> dict:
             work_variance=row["variance"] * timing.per_sample_s,
         )
     return row
+
+
+def _largest(values: Tensor | None) -> float:
+    """The largest entry, NaN for None (an exact reference has no standard error)."""
+    return NAN if values is None else float(values.max())
 
 
 def _raw(value: object) -> object:

@@ -11,7 +11,9 @@ every column of the result (definitions in DESIGN.md):
   ``bias_p`` = min(1, P · P(|T_{N−1}| > z_max)), the Bonferroni-corrected two-sided p-value
   (Student's t, exact at small N, normal at large N). The
   standard error has a rounding floor (see :func:`_bias_z`), so a coordinate exact up to its
-  dtype's rounding is not called biased;
+  dtype's rounding is not called biased; where g* is itself an estimate with standard error
+  r_j, the standard error of b_j is √(s_j²/N + r_j²), so a bias within the reference's own
+  error is not distinguishable;
 * ``mse`` = mean_i ‖g_i − g*‖², ``cosine`` = mean_i cos(g_i, g*) (a zero estimate counts as
   orthogonal), ``sign_error`` = mean_i 1[g_i · g* < 0], each with its standard error s/√N.
 
@@ -64,11 +66,18 @@ class GradientStatistics:
     but :meth:`summary` moves data to the host.
     """
 
-    def __init__(self, reference: Tensor, n_total: int, groups: int = DEFAULT_GROUPS) -> None:
+    def __init__(
+        self,
+        reference: Tensor,
+        n_total: int,
+        reference_se: Tensor | None = None,
+        groups: int = DEFAULT_GROUPS,
+    ) -> None:
         if n_total < 1:
             raise ValueError(f"n_total must be >= 1, got {n_total}")
         device = reference.device
         self.reference = reference.to(torch.float64)
+        self.reference_se = None if reference_se is None else reference_se.double().cpu()
         self.n_total = n_total
         self.groups = max(1, min(groups, n_total))
         width = self.reference.numel() + _EXTRA
@@ -149,7 +158,9 @@ class GradientStatistics:
         count = self.count.squeeze(1).cpu()
         mean, m2, shift = self.mean.cpu(), self.m2.cpu(), self.shift.cpu()
         nonfinite = int(self.nonfinite.cpu())
-        return summarise(count, mean, m2, self.reference.cpu(), nonfinite, self.eps, shift)
+        return summarise(
+            count, mean, m2, self.reference.cpu(), nonfinite, self.eps, shift, self.reference_se
+        )
 
 
 @dataclass(frozen=True)
@@ -176,6 +187,8 @@ class Summary:
     cosine_se: float
     sign_error: float
     sign_error_se: float
+    #: Standard errors ``[P]`` of an estimated reference; None when the reference is exact.
+    reference_se: Tensor | None = None
 
     @property
     def bias(self) -> Tensor:
@@ -272,11 +285,13 @@ def summarise(
     n_nonfinite: int,
     eps: float = torch.finfo(torch.float64).eps,
     shift: Tensor | None = None,
+    reference_se: Tensor | None = None,
 ) -> Summary:
     """Statistics from per-group moments: ``count [G]``, ``mean``/``m2`` ``[G, P + 3]``.
 
     ``mean`` holds the means of values − ``shift`` (``[P + 3]``, zero by default); ``eps`` is the
-    machine epsilon of the estimates' dtype (it sets the rounding floor of the bias test).
+    machine epsilon of the estimates' dtype (it sets the rounding floor of the bias test);
+    ``reference_se`` ``[P]`` is the standard error of an estimated reference (None: exact).
     """
     P = reference.numel()
     total, pooled_mean, pooled_m2 = _pool(count, mean, m2)
@@ -302,6 +317,8 @@ def summarise(
 
     bias = grad_mean - reference
     bias_se = (grad_var / max(n, 1)).sqrt()
+    if reference_se is not None:
+        bias_se = torch.sqrt(bias_se**2 + reference_se**2)
     bias_z = _bias_z(bias, bias_se, reference, eps)
     defined = bias_z[~torch.isnan(bias_z)]
     z_max = float(defined.max()) if defined.numel() else nan
@@ -343,4 +360,5 @@ def summarise(
         cosine_se=cosine_se,
         sign_error=sign_error,
         sign_error_se=sign_se,
+        reference_se=reference_se,
     )

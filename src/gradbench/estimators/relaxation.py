@@ -1,13 +1,13 @@
 """Continuous relaxations of Bernoulli variables: Gumbel-softmax (binary Concrete) and
 straight-through.
 
-With logistic noise L = log u − log(1 − u), u ~ U(0, 1), the relaxed sample is
-b_τ = sigmoid((θ + L)/τ), and 1[θ + L > 0] ~ Bernoulli(sigmoid(θ)) (Maddison, Mnih & Teh 2017;
-Jang, Gu & Poole 2017).
+With logistic noise L = log u − log(1 − u), u ~ U(0, 1), and the logits ℓ = ℓ_θ, the relaxed
+sample is b_τ = sigmoid((ℓ + L)/τ), and 1[ℓ + L > 0] ~ Bernoulli(sigmoid(ℓ)) (Maddison, Mnih &
+Teh 2017; Jang, Gu & Poole 2017).
 
 * ``gumbel-softmax``: g = ∇_θ f(b_τ). Biased: it differentiates E[f(b_τ)], not E[f(b)]; the bias
   shrinks as the temperature τ falls, and the variance grows.
-* ``straight-through``: evaluates f at the hard b = 1[θ + L > 0] and differentiates as if it
+* ``straight-through``: evaluates f at the hard b = 1[ℓ + L > 0] and differentiates as if it
   were b_τ (Bengio et al. 2013). Biased whatever τ.
 
 Requires: a Bernoulli objective whose cost is defined between 0 and 1. Cost: 1 evaluation.
@@ -40,7 +40,7 @@ class _Relaxation(Estimator):
         temperature = self.option("temperature")
 
         def surrogate(theta: Params) -> Tensor:
-            shifted = theta["logit"] + logistic
+            shifted = objective.bernoulli_logits(theta) + logistic
             relaxed = torch.sigmoid(shifted / temperature)
             if self.straight_through:
                 hard = (shifted > 0).to(relaxed.dtype)

@@ -46,6 +46,9 @@ class BernoulliToy(Objective):
         bernoulli = Bernoulli(logits=params["logit"], validate_args=False)
         return Independent(bernoulli, 1, validate_args=False)
 
+    def bernoulli_logits(self, params: Params) -> Tensor:
+        return params["logit"]
+
     def noise(self, n: int, params: Params, generator: torch.Generator) -> Tensor:
         logit = params["logit"]
         return torch.rand(
