@@ -58,6 +58,12 @@ class Estimator(ABC):
             return ""
         return f"requires {' and '.join(lacking)}, which {objective.name} does not offer"
 
+    def exact_variance(self, objective: Objective, params: Params) -> Tensor | None:
+        """The exact variance of each coordinate of one per-sample estimate, float64 ``[P]``,
+        where it is known (closed form or quadrature, e.g. :mod:`gradbench.exact_variance`);
+        None otherwise. Plots draw it beside the measured variance."""
+        return None
+
     @abstractmethod
     def estimate(
         self, objective: Objective, params: Params, n: int, generator: torch.Generator

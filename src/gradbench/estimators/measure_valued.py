@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from gradbench.estimator import Estimator
+from gradbench.exact_variance import SeparableGaussian, measure_valued_variance
 from gradbench.objective import Capability, Objective
 from gradbench.params import ParamLayout, Params
 
@@ -81,6 +82,10 @@ class _WeakDerivative(Estimator):
         d_mu = (costs[0] - costs[1]).T / (sigma * math.sqrt(2 * math.pi))
         d_sigma = (costs[2] - costs[3]).T / sigma
         return ParamLayout.of(params).flatten({"mu": d_mu, "sigma": d_sigma}, batch_dims=1)
+
+    def exact_variance(self, objective: Objective, params: Params) -> Tensor | None:
+        gaussian = SeparableGaussian.of(objective, params)
+        return None if gaussian is None else measure_valued_variance(gaussian, self.coupled)
 
 
 class CoupledMeasureValued(_WeakDerivative):

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from gradbench.estimator import Estimator, per_sample_gradients
+from gradbench.exact_variance import SeparableGaussian, score_function_variance
 from gradbench.objective import Objective
 from gradbench.params import Params
 
@@ -33,3 +34,7 @@ class Reinforce(Estimator):
             return cost.detach() * objective.distribution(theta).log_prob(x) + cost
 
         return per_sample_gradients(surrogate, params, n)
+
+    def exact_variance(self, objective: Objective, params: Params) -> Tensor | None:
+        gaussian = SeparableGaussian.of(objective, params)
+        return None if gaussian is None else score_function_variance(gaussian)

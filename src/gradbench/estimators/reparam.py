@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from gradbench.estimator import Estimator, per_sample_gradients
+from gradbench.exact_variance import SeparableGaussian, pathwise_variance
 from gradbench.objective import Capability, Objective
 from gradbench.params import Params
 
@@ -33,3 +34,7 @@ class Reparam(Estimator):
             return objective.cost(objective.transform(noise, theta), theta)
 
         return per_sample_gradients(surrogate, params, n)
+
+    def exact_variance(self, objective: Objective, params: Params) -> Tensor | None:
+        gaussian = SeparableGaussian.of(objective, params)
+        return None if gaussian is None else pathwise_variance(gaussian)
