@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import pandas as pd
 import torch
@@ -129,7 +130,7 @@ def _unique_names(choices: Sequence[object], known: registry.Registry) -> list[s
 def run_comparison(
     objectives: Sequence[ObjectiveChoice] | None = None,
     estimators: Sequence[EstimatorChoice] | None = None,
-    n_samples: int = RunConfig.n_samples,
+    n_samples: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     dtype: str = "float32",
@@ -142,6 +143,8 @@ def run_comparison(
     """Run every (objective, estimator) pair and return the full record.
 
     ``objectives`` and ``estimators`` are registered names or instances (default: all).
+    ``n_samples`` estimates per pair; None: each objective's ``default_samples``, else
+    :attr:`RunConfig.n_samples`.
 
     ``settings`` maps ``KEY`` (applied to every chosen objective that declares it) or
     ``NAME.KEY`` (one objective or estimator) to a value. ``on_result`` is called after each
@@ -149,14 +152,14 @@ def run_comparison(
     loop and returns what finished, with ``interrupted=True``.
     Raises :class:`~gradbench.errors.InputError` for bad input before anything runs.
     """
-    if n_samples < 1:
+    if n_samples is not None and n_samples < 1:
         raise InputError(f"n_samples must be a positive integer, got {n_samples}")
     if chunk_size is not None and chunk_size < 1:
         raise InputError(f"chunk_size must be a positive integer, got {chunk_size}")
     if timing_repeats < 0:
         raise InputError(f"timing_repeats must be >= 0, got {timing_repeats}")
     config = RunConfig(
-        n_samples=n_samples,
+        n_samples=n_samples or RunConfig.n_samples,
         seed=seed,
         device=resolve_device(device),
         dtype=resolve_dtype(dtype),
@@ -168,8 +171,9 @@ def run_comparison(
     interrupted = False
     try:
         for objective in chosen_objectives:
+            samples = n_samples or objective.default_samples or RunConfig.n_samples
             for estimator in chosen_estimators:
-                results.append(run_pair(objective, estimator, config))
+                results.append(run_pair(objective, estimator, replace(config, n_samples=samples)))
                 if on_result is not None:
                     on_result(results[-1])
     except KeyboardInterrupt:
@@ -203,7 +207,7 @@ def check(
 def compare(
     objectives: Sequence[ObjectiveChoice] | None = None,
     estimators: Sequence[EstimatorChoice] | None = None,
-    n_samples: int = RunConfig.n_samples,
+    n_samples: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     dtype: str = "float32",

@@ -194,11 +194,17 @@ def compare(
         ),
     ] = None,
     samples: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "-n", "--samples", parser=POSITIVE, metavar="N", help="Per-sample estimates per pair."
+            "-n",
+            "--samples",
+            parser=POSITIVE,
+            metavar="N",
+            help=f"Per-sample estimates per pair (default: {RunConfig.n_samples}, or fewer where"
+            " an objective with thousands of parameters sets its own).",
+            show_default=False,
         ),
-    ] = RunConfig.n_samples,
+    ] = None,
     seed: Annotated[
         int,
         typer.Option(

@@ -95,10 +95,18 @@ def cells(row: dict) -> list[str]:
     ]
 
 
+def sample_counts(table: pd.DataFrame) -> str:
+    """``n = 100000``, or the count of each objective when they differ."""
+    counts = table.groupby("n_samples", sort=False)["objective"].unique()
+    if len(counts) <= 1:
+        return f"n = {counts.index[0]}" if len(counts) else ""
+    return "; ".join(f"n = {n} ({', '.join(names)})" for n, names in counts.items())
+
+
 def caption(table: pd.DataFrame) -> str:
     first = table.iloc[0] if len(table) else None
     run = (
-        f"n = {first['n_samples']}, seed {first['seed']}, "
+        f"{sample_counts(table)}, seed {first['seed']}, "
         f"{first['device']} ({first['device_name']}), {first['dtype']}"
         if first is not None
         else ""

@@ -60,6 +60,7 @@ class RunResult:
     grad_dim: int = 0
     labels: list[str] = field(default_factory=list)
     evals_per_sample: int = 0
+    n_samples: int = 0
     run_seed: int = 0
     chunk_size: int = 0
     summary: Summary | None = None
@@ -104,6 +105,7 @@ def run_pair(objective: Objective, estimator: Estimator, config: RunConfig) -> R
         grad_dim=layout.size,
         labels=layout.labels(),
         evals_per_sample=estimator.evals_per_sample(layout.size),
+        n_samples=config.n_samples,
         run_seed=derive_seed(config.seed, objective.name, estimator.name),
     )
     if reason := estimator.skip_reason(objective):

@@ -34,7 +34,7 @@ def provenance(
     device: torch.device,
     dtype: torch.dtype,
     seed: int,
-    n_samples: int,
+    n_samples: int | None,
     arguments: dict | None = None,
 ) -> dict:
     """The run-level record saved with every result; ``arguments`` as the caller gave them."""

@@ -120,7 +120,8 @@ class Comparison:
             {k for row in self.rows for k in row if k.startswith("option_")}
         )
         table = pd.DataFrame(self.rows, columns=[*COLUMNS, *extra])
-        return table.astype(dict.fromkeys(INTEGER_COLUMNS, "Int64"))
+        integral = [name for name in extra if _integral(row.get(name) for row in self.rows)]
+        return table.astype(dict.fromkeys([*INTEGER_COLUMNS, *integral], "Int64"))
 
     def detail_table(self) -> pd.DataFrame:
         return pd.DataFrame(self.details, columns=list(DETAIL_COLUMNS))
@@ -143,6 +144,12 @@ class Comparison:
 
     def write_json(self, path: str | Path) -> None:
         write_atomic(path, self.to_json_text())
+
+
+def _integral(values: Iterable[object]) -> bool:
+    """Whether a setting column holds integers where defined (rows without it hold NaN)."""
+    defined = [v for v in values if not (v is None or (isinstance(v, float) and math.isnan(v)))]
+    return bool(defined) and all(isinstance(v, int) and not isinstance(v, bool) for v in defined)
 
 
 def _json_safe(row: dict) -> dict:
@@ -189,7 +196,7 @@ def _row(result: RunResult, config: RunConfig, provenance: dict) -> dict:
         status=result.status,
         reason=result.reason,
         best=False,
-        n_samples=config.n_samples,
+        n_samples=result.n_samples,
         seed=config.seed,
         run_seed=result.run_seed,
         device=provenance["device"],

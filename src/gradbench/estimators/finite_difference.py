@@ -18,7 +18,9 @@ is a step in θ and the variance grows like 1/h. Survey: Mohamed et al. 2020, JM
 Option ``step``: h. By default h_j = ε_mach^{1/3} · max(1, |θ_j|) for central schemes and
 ε_mach^{1/2} · max(1, |θ_j|) for the forward one, the steps that balance truncation against
 rounding in the run's dtype (``--set fd.step=1e-3`` sets it). The step used is the one the
-dtype represents: h_j = ((θ_j + h_j) − (θ_j − h_j)) / 2.
+dtype represents: h_j = ((θ_j + h_j) − (θ_j − h_j)) / 2. Option ``max_evals`` (default 1000):
+an objective whose θ needs more evaluations per estimate (a network's weights) is skipped with
+the reason, unless raised.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from torch import Tensor
 from gradbench.estimator import Estimator
 from gradbench.objective import Capability, Objective
 from gradbench.params import ParamLayout, Params
-from gradbench.settings import Setting, positive
+from gradbench.settings import Setting, at_least, positive
 
 
 class _FiniteDifference(Estimator):
@@ -47,9 +49,30 @@ class _FiniteDifference(Estimator):
             "step h (default: ε_mach^(1/3), forward ε_mach^(1/2), times max(1, |θ_j|))",
             positive,
         ),
+        Setting(
+            "max_evals",
+            int,
+            1000,
+            "largest number of evaluations per estimate it runs with (more: skipped)",
+            at_least(1),
+        ),
     )
     #: The exponent of ε_mach in the default step.
     step_exponent: ClassVar[float] = 1 / 3
+
+    def skip_reason(self, objective: Objective) -> str:
+        """Also skips θ so large that one estimate costs more than ``max_evals`` evaluations
+        (a network's weights): the suite stays quick, and ``--set NAME.max_evals=…`` runs it."""
+        if reason := super().skip_reason(objective):
+            return reason
+        grad_dim = ParamLayout.of(objective.parameters()).size
+        evals, limit = self.evals_per_sample(grad_dim), int(self.option("max_evals"))
+        if evals <= limit:
+            return ""
+        return (
+            f"needs {self.evals_formula} = {evals} evaluations per estimate (P = {grad_dim}),"
+            f" above {self.name}.max_evals = {limit}; --set {self.name}.max_evals={evals} runs it"
+        )
 
     def steps(self, theta: Tensor) -> Tensor:
         """The requested step per coordinate, ``[P]``."""
