@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 
 import pandas as pd
@@ -139,6 +140,7 @@ def run_comparison(
     timing_repeats: int = RunConfig.timing_repeats,
     on_result: Callable[[RunResult], None] | None = None,
     arguments: dict | None = None,
+    timing_guard: Callable[[], AbstractContextManager[object]] | None = None,
 ) -> Comparison:
     """Run every (objective, estimator) pair and return the full record.
 
@@ -148,8 +150,9 @@ def run_comparison(
 
     ``settings`` maps ``KEY`` (applied to every chosen objective that declares it) or
     ``NAME.KEY`` (one objective or estimator) to a value. ``on_result`` is called after each
-    pair; ``arguments`` (the command line, say) is saved in the provenance. Ctrl-C stops the
-    loop and returns what finished, with ``interrupted=True``.
+    pair; ``arguments`` (the command line, say) is saved in the provenance; ``timing_guard`` is
+    entered around each pair's timed repeats. Ctrl-C stops the loop and returns what finished,
+    with ``interrupted=True``.
     Raises :class:`~gradbench.errors.InputError` for bad input before anything runs.
     """
     if n_samples is not None and n_samples < 1:
@@ -165,6 +168,7 @@ def run_comparison(
         dtype=resolve_dtype(dtype),
         chunk_size=chunk_size,
         timing_repeats=timing_repeats,
+        timing_guard=timing_guard,
     )
     chosen_objectives, chosen_estimators = prepare(objectives, estimators, settings)
     results: list[RunResult] = []

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -47,6 +49,8 @@ class RunConfig:
     timing_repeats: int = 5
     #: Bytes a chunk may use; None: the device's default, capped by its free memory.
     memory_budget: int | None = None
+    #: Entered around the warm-up and timed repeats: a sweep's per-device lock, say.
+    timing_guard: Callable[[], AbstractContextManager[object]] | None = None
 
 
 @dataclass
@@ -166,7 +170,8 @@ def _measure(
         def produce() -> Tensor:
             return estimates(batch, timing_generator)
 
-        result.timing = time_per_sample(produce, batch, config.timing_repeats, config.device)
+        with (config.timing_guard or nullcontext)():
+            result.timing = time_per_sample(produce, batch, config.timing_repeats, config.device)
     result.warnings = _warnings(result.summary, result.timing)
 
 
