@@ -132,7 +132,7 @@ def _measure(
 ) -> None:
     # The reference is taken at the parameters as the run's dtype represents them.
     exact_params = {k: v.double().cpu() for k, v in params.items()}
-    reference = objective.reference_gradient(exact_params)
+    reference = objective.reference_at(exact_params)
     analytic = objective.analytic_gradient(exact_params)
     offset = None if analytic is None else analytic.to(config.device, config.dtype)
     generator = torch.Generator(device=config.device).manual_seed(result.run_seed)

@@ -137,8 +137,21 @@ class Objective(ABC):
         return flat_gradient(self.expected_cost, params)
 
     def reference_gradient(self, params: Params) -> Reference:
-        """The gradient bias is measured against; exact (:meth:`exact_gradient`) by default."""
+        """The gradient bias is measured against; exact (:meth:`exact_gradient`) by default.
+
+        Overrides compute it here; callers use :meth:`reference_at`, which remembers it."""
         return Reference(self.exact_gradient(params))
+
+    def reference_at(self, params: Params) -> Reference:
+        """:meth:`reference_gradient`, computed once per parameter value for this instance (the
+        pairs of one objective share it; an estimated reference can take seconds)."""
+        key = tuple(
+            (name, value.dtype, value.cpu().numpy().tobytes()) for name, value in params.items()
+        )
+        cache = self.__dict__.setdefault("_references", {})
+        if key not in cache:
+            cache[key] = self.reference_gradient(params)
+        return cache[key]
 
     def analytic_gradient(self, params: Params) -> Tensor | None:
         """∇h as a flat float64 vector ``[P]``, or None when there is no analytic term."""

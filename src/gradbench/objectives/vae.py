@@ -1,0 +1,294 @@
+"""Variational autoencoders on the 8×8 digits: the gradient of the ELBO with respect to the
+encoder's weights, with a Gaussian or a binary latent.
+
+Data: the first ``batch`` images of :func:`~gradbench.objectives.datasets.binary_digits`
+(binary pixels x ∈ {0, 1}^64). Networks (:func:`build_networks`, tanh MLPs with 32 hidden
+units): the encoder maps x to the parameters of q_φ(z | x), the decoder maps z to the logits of
+p(x | z) = Π Bernoulli(pixels). θ = φ, the encoder's weights (``hidden.weight`` ``[32, 64]``,
+``hidden.bias``, ``output.weight``, ``output.bias``); the decoder is fixed. The objective is the
+ELBO per image,
+
+    J(φ) = (1/B) Σ_b E_{q_φ(z_b | x_b)}[log p(x_b | z_b)] − KL(q_φ(z_b | x_b) ‖ p(z_b)),
+
+with the reconstruction term as the cost (free of φ) and the KL, analytic for both latents, as
+the analytic term whose exact gradient the engine adds to every estimate. One sample is one
+z per image: the event is ``[B, L]``.
+
+* ``vae-gaussian``: L = 4, q = N(m_φ(x), diag s_φ(x)²) with s = softplus, prior N(0, I). The
+  expectation has no closed form, so the reference is **estimated**: the mean of
+  ``reference_samples`` pathwise gradients (float64, its own seed), with the standard error from
+  64 contiguous groups; the bias test adds that error to the run's
+  (:mod:`gradbench.stats`).
+* ``vae-bernoulli``: L = 8, q = Π Bernoulli(sigmoid(ℓ_φ(x))), prior Bernoulli(½)^L — the setting
+  of the REBAR, RELAX and DisARM papers in miniature. The reference is **exact**: each image's
+  expectation is a sum over the 2⁸ latent states.
+
+**Weights.** Both VAEs were pre-trained once, deterministically, by :mod:`.pretraining`
+(``python -m gradbench.objectives.pretraining`` rewrites the shipped files,
+``gradbench/objectives/pretrained/*.pt``); the point where gradients are measured is those
+weights, so every run sees the same network.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Bernoulli, Distribution, Independent, Normal
+from torch.func import functional_call
+
+from gradbench.engine import derive_seed
+from gradbench.errors import InputError
+from gradbench.networks import batched_call, module_parameters
+from gradbench.objective import Capability, Objective, Reference
+from gradbench.objectives.datasets import binary_digits
+from gradbench.params import ParamLayout, Params
+from gradbench.settings import Setting, at_least
+
+HIDDEN = 32
+PIXELS = 64
+#: Groups of the estimated reference: its standard error is their spread / √64.
+REFERENCE_GROUPS = 64
+
+
+def build_networks(latent: int, encoder_outputs: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """The encoder 64 → 32 → ``encoder_outputs`` and the decoder ``latent`` → 32 → 64 (tanh)."""
+
+    def mlp(inputs: int, outputs: int) -> nn.Sequential:
+        return nn.Sequential(
+            OrderedDict(
+                hidden=nn.Linear(inputs, HIDDEN), act=nn.Tanh(), output=nn.Linear(HIDDEN, outputs)
+            )
+        ).to(torch.float64)
+
+    return mlp(PIXELS, encoder_outputs), mlp(latent, PIXELS)
+
+
+def log_likelihood(decoder: nn.Module, weights: Params, images: Tensor, z: Tensor) -> Tensor:
+    """log p(x_b | z_b) for each image, the decoder holding ``weights``: z ``[*S, B, L]`` →
+    ``[*S, B]``."""
+    logits = functional_call(decoder, weights, (z,))  # [*S, B, 64]
+    pixels = -nn.functional.binary_cross_entropy_with_logits(
+        logits, images.expand_as(logits), reduction="none"
+    )
+    return pixels.sum(-1)
+
+
+def gaussian_posterior(output: Tensor, latent: int) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation (softplus) of q(z | x) from the encoder's output
+    ``[..., 2L]``: each ``[..., L]``."""
+    return output[..., :latent], nn.functional.softplus(output[..., latent:])
+
+
+def gaussian_kl(mean: Tensor, scale: Tensor) -> Tensor:
+    """KL(N(m, s²) ‖ N(0, I)) per image, ``[..., B, L]`` → ``[..., B]``."""
+    return (0.5 * (mean**2 + scale**2 - 1) - torch.log(scale)).sum(-1)
+
+
+def bernoulli_kl(logits: Tensor) -> Tensor:
+    """KL(Bernoulli(sigmoid(ℓ)) ‖ Bernoulli(½)) per image, ``[..., B, L]`` → ``[..., B]``."""
+    p = torch.sigmoid(logits)
+    log_p, log_not_p = nn.functional.logsigmoid(logits), nn.functional.logsigmoid(-logits)
+    return (p * log_p + (1 - p) * log_not_p + math.log(2)).sum(-1)
+
+
+def enumerated_log_likelihood(
+    logits: Tensor, decoder: nn.Module, weights: Params, images: Tensor
+) -> Tensor:
+    """E_{q(z | x_b)}[log p(x_b | z)] for each image, exactly: a sum over the 2^L states of
+    z ~ Π Bernoulli(sigmoid(ℓ_b)); ``logits`` ``[B, L]`` → ``[B]``."""
+    states = all_binary_states(logits.shape[-1]).to(logits)  # [2^L, L]
+    log_q = states @ nn.functional.logsigmoid(logits).T + (1 - states) @ (
+        nn.functional.logsigmoid(-logits).T
+    )  # [2^L, B]
+    z = states.unsqueeze(1).expand(-1, logits.shape[0], -1)  # [2^L, B, L]
+    return (log_q.exp() * log_likelihood(decoder, weights, images, z)).sum(0)
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """The shipped networks: the encoder (its weights are θ) and the fixed decoder's weights."""
+
+    encoder: nn.Module
+    decoder: nn.Module
+    encoder_weights: Params
+    decoder_weights: Params
+
+
+class _VariationalAutoencoder(Objective):
+    """Shared data, networks and cost; subclasses give q_φ, its sampler and its KL."""
+
+    settings = (
+        Setting("batch", int, 32, "images in the objective (the dataset's first B)", at_least(1)),
+    )
+    default_samples = 2000
+    latent: ClassVar[int]
+    encoder_outputs: ClassVar[int]
+    weights_file: ClassVar[str]
+
+    def validate(self) -> None:
+        available = binary_digits().shape[0]
+        if self.setting("batch") > available:
+            raise InputError(
+                f"{self.name}: batch={int(self.setting('batch'))} is more than the"
+                f" {available} images of the digits data"
+            )
+
+    @property
+    def networks(self) -> Pretrained:
+        return _pretrained(type(self))
+
+    def images(self, like: Tensor) -> Tensor:
+        """The objective's images ``[B, 64]`` on ``like``'s device and dtype."""
+        return binary_digits()[: int(self.setting("batch"))].to(like)
+
+    def encode(self, params: Params) -> Tensor:
+        """The encoder's output for each image: ``[*Bθ, B, encoder_outputs]``."""
+        images = self.images(next(iter(params.values())))
+        return batched_call(self.networks.encoder, params, images)
+
+    def log_likelihood(self, z: Tensor) -> Tensor:
+        """log p(x_b | z_b) under the fixed decoder, z ``[*S, B, L]`` → ``[*S, B]``."""
+        weights = {k: v.to(z) for k, v in self.networks.decoder_weights.items()}
+        return log_likelihood(self.networks.decoder, weights, self.images(z), z)
+
+    def parameters(self) -> Params:
+        return {k: v.clone() for k, v in self.networks.encoder_weights.items()}
+
+    def cost(self, x: Tensor, params: Params) -> Tensor:
+        return self.log_likelihood(x).mean(-1)
+
+
+@cache
+def _pretrained(cls: type[_VariationalAutoencoder]) -> Pretrained:
+    """The networks of ``cls`` with the shipped weights."""
+    encoder, decoder = build_networks(cls.latent, cls.encoder_outputs)
+    source = resources.files("gradbench.objectives") / "pretrained" / cls.weights_file
+    with resources.as_file(source) as path:
+        state = torch.load(path, weights_only=True)
+    encoder.load_state_dict(state["encoder"])
+    decoder.load_state_dict(state["decoder"])
+    return Pretrained(encoder, decoder, module_parameters(encoder), module_parameters(decoder))
+
+
+class GaussianVAE(_VariationalAutoencoder):
+    """ELBO of a VAE with Gaussian latents (L = 4); θ = encoder weights; estimated reference."""
+
+    name = "vae-gaussian"
+    description = "VAE on 8×8 digits, Gaussian latent, ∇ of the ELBO w.r.t. encoder weights"
+    reference = "estimated (pathwise mean ± its standard error)"
+    settings = (
+        *_VariationalAutoencoder.settings,
+        Setting(
+            "reference_samples",
+            int,
+            32768,
+            "pathwise draws of the estimated reference",
+            at_least(2 * REFERENCE_GROUPS),
+        ),
+    )
+    latent = 4
+    encoder_outputs = 2 * latent
+    weights_file = "vae-gaussian.pt"
+
+    def posterior(self, params: Params) -> tuple[Tensor, Tensor]:
+        """Mean and standard deviation of q_φ(z | x), each ``[*Bθ, B, L]``."""
+        return gaussian_posterior(self.encode(params), self.latent)
+
+    def distribution(self, params: Params) -> Distribution:
+        mean, scale = self.posterior(params)
+        # Settings are validated once; per-call validation would sync a GPU on every chunk.
+        return Independent(Normal(mean, scale, validate_args=False), 2, validate_args=False)
+
+    def noise(self, n: int, params: Params, generator: torch.Generator) -> Tensor:
+        dtype = next(iter(params.values())).dtype
+        shape = (n, int(self.setting("batch")), self.latent)
+        return torch.randn(shape, generator=generator, dtype=dtype, device=generator.device)
+
+    def transform(self, noise: Tensor, params: Params) -> Tensor:
+        mean, scale = self.posterior(params)
+        return mean + scale * noise
+
+    def analytic_term(self, params: Params) -> Tensor:
+        """−(1/B) Σ_b KL(N(m_b, s_b²) ‖ N(0, I))."""
+        return -gaussian_kl(*self.posterior(params)).mean(-1)
+
+    def expected_cost(self, params: Params) -> Tensor:
+        raise NotImplementedError(f"{self.name} has no closed form; see reference_gradient")
+
+    def reference_gradient(self, params: Params) -> Reference:
+        """Mean and standard error of ``reference_samples`` pathwise gradients (float64, CPU),
+        from 64 groups: each group's mean gradient is one backward pass."""
+        samples = int(self.setting("reference_samples"))
+        generator = torch.Generator().manual_seed(derive_seed(0, self.name, "reference"))
+        leaves = {k: v.detach().to(torch.float64).requires_grad_() for k, v in params.items()}
+        layout = ParamLayout.of(leaves)
+        sizes = [len(part) for part in torch.arange(samples).tensor_split(REFERENCE_GROUPS)]
+        group_means = []
+        for size in sizes:
+            noise = self.noise(size, leaves, generator)
+            with torch.enable_grad():
+                value = self.cost(self.transform(noise, leaves), leaves).mean()
+                grads = torch.autograd.grad(value, list(leaves.values()))
+            group_means.append(layout.flatten(dict(zip(leaves, grads, strict=True))))
+        means = torch.stack(group_means)  # [G, P]
+        weights = torch.tensor(sizes, dtype=torch.float64).unsqueeze(1) / samples
+        mean = (weights * means).sum(0)
+        # Equal-sized groups up to one sample: the spread of group means / √G.
+        standard_error = means.std(0) / math.sqrt(REFERENCE_GROUPS)
+        analytic = self.analytic_gradient(params)
+        return Reference(mean + analytic, standard_error)
+
+
+class BernoulliVAE(_VariationalAutoencoder):
+    """ELBO of a VAE with binary latents (L = 8); θ = encoder weights; exact by enumeration."""
+
+    name = "vae-bernoulli"
+    description = "VAE on 8×8 digits, binary latent, ∇ of the ELBO w.r.t. encoder weights"
+    reference = "exact (enumeration)"
+    differentiable_cost = False
+    offers = frozenset({Capability.COMMON_NOISE, Capability.BERNOULLI, Capability.RELAXED_COST})
+    latent = 8
+    encoder_outputs = latent
+    weights_file = "vae-bernoulli.pt"
+
+    def bernoulli_logits(self, params: Params) -> Tensor:
+        return self.encode(params)
+
+    def distribution(self, params: Params) -> Distribution:
+        # Settings are validated once; per-call validation would sync a GPU on every chunk.
+        bernoulli = Bernoulli(logits=self.encode(params), validate_args=False)
+        return Independent(bernoulli, 2, validate_args=False)
+
+    def noise(self, n: int, params: Params, generator: torch.Generator) -> Tensor:
+        dtype = next(iter(params.values())).dtype
+        shape = (n, int(self.setting("batch")), self.latent)
+        return torch.rand(shape, generator=generator, dtype=dtype, device=generator.device)
+
+    def transform(self, noise: Tensor, params: Params) -> Tensor:
+        return (noise < torch.sigmoid(self.encode(params))).to(noise.dtype)
+
+    def analytic_term(self, params: Params) -> Tensor:
+        """−(1/B) Σ_b KL(Bernoulli(p_b) ‖ Bernoulli(½)), p = sigmoid(ℓ)."""
+        return -bernoulli_kl(self.encode(params)).mean(-1)
+
+    def expected_cost(self, params: Params) -> Tensor:
+        """The exact ELBO: the reconstruction term by enumeration of the 2^L latent states."""
+        logits = self.encode(params)  # [B, L]
+        weights = {k: v.to(logits) for k, v in self.networks.decoder_weights.items()}
+        expected = enumerated_log_likelihood(
+            logits, self.networks.decoder, weights, self.images(logits)
+        )
+        return expected.mean() + self.analytic_term(params)
+
+
+def all_binary_states(width: int) -> Tensor:
+    """Every vector of ``width`` bits, ``[2^width, width]`` float64, in counting order."""
+    codes = torch.arange(2**width).unsqueeze(1)
+    return ((codes >> torch.arange(width - 1, -1, -1)) & 1).to(torch.float64)
