@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal
 
+from gradbench.constants import on_device_of
 from gradbench.exact_variance import Rule, normal_rule
 from gradbench.objective import Capability, Objective
 from gradbench.objectives.datasets import breast_cancer
@@ -76,7 +77,7 @@ class BayesianLogisticRegression(Objective):
 
     def cost(self, x: Tensor, params: Params) -> Tensor:
         """Σ_i log sigmoid(y_i x_iᵀ w) for weights ``x`` ``[*S, 31]`` → ``[*S]``."""
-        features, labels = _data(x.device, x.dtype)
+        features, labels = _data(x)
         return torch.nn.functional.logsigmoid((x @ features.T) * labels).sum(-1)
 
     def expected_cost(self, params: Params) -> Tensor:
@@ -92,7 +93,7 @@ class BayesianLogisticRegression(Objective):
 def expected_log_likelihood(mu: Tensor, sigma: Tensor, rule: Rule | None = None) -> Tensor:
     """E_{w ~ N(μ, σ²)} Σ_i log sigmoid(y_i x_iᵀ w) by quadrature; ``mu``, ``sigma`` ``[31]``;
     ``rule`` for ε ~ N(0, 1), by default the accurate :func:`normal_rule`."""
-    features, labels = _data(mu.device, mu.dtype)
+    features, labels = _data(mu)
     mean = features @ mu  # [N]
     spread = torch.sqrt((features**2) @ sigma**2)  # [N]
     rule = rule or normal_rule()
@@ -101,9 +102,10 @@ def expected_log_likelihood(mu: Tensor, sigma: Tensor, rule: Rule | None = None)
     return (torch.nn.functional.logsigmoid(margins) @ weights).sum()
 
 
-def _data(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+def _data(like: Tensor) -> tuple[Tensor, Tensor]:
+    """Features ``[569, 31]`` and labels ``[569]`` on ``like``'s device and dtype."""
     features, labels = breast_cancer()
-    return features.to(device, dtype), labels.to(device, dtype)
+    return on_device_of(features, like), on_device_of(labels, like)
 
 
 @cache

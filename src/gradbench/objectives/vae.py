@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 from torch.func import functional_call
 
+from gradbench.constants import on_device_of
 from gradbench.engine import derive_seed
 from gradbench.errors import InputError
 from gradbench.networks import batched_call, module_parameters
@@ -146,7 +147,7 @@ class _VariationalAutoencoder(Objective):
 
     def images(self, like: Tensor) -> Tensor:
         """The objective's images ``[B, 64]`` on ``like``'s device and dtype."""
-        return binary_digits()[: int(self.setting("batch"))].to(like)
+        return on_device_of(_first_images(int(self.setting("batch"))), like)
 
     def encode(self, params: Params) -> Tensor:
         """The encoder's output for each image: ``[*Bθ, B, encoder_outputs]``."""
@@ -155,7 +156,7 @@ class _VariationalAutoencoder(Objective):
 
     def log_likelihood(self, z: Tensor) -> Tensor:
         """log p(x_b | z_b) under the fixed decoder, z ``[*S, B, L]`` → ``[*S, B]``."""
-        weights = {k: v.to(z) for k, v in self.networks.decoder_weights.items()}
+        weights = {k: on_device_of(v, z) for k, v in self.networks.decoder_weights.items()}
         return log_likelihood(self.networks.decoder, weights, self.images(z), z)
 
     def parameters(self) -> Params:
@@ -163,6 +164,12 @@ class _VariationalAutoencoder(Objective):
 
     def cost(self, x: Tensor, params: Params) -> Tensor:
         return self.log_likelihood(x).mean(-1)
+
+
+@cache
+def _first_images(count: int) -> Tensor:
+    """The first ``count`` binary digit images ``[count, 64]``, one tensor per count."""
+    return binary_digits()[:count]
 
 
 @cache
@@ -281,7 +288,7 @@ class BernoulliVAE(_VariationalAutoencoder):
     def expected_cost(self, params: Params) -> Tensor:
         """The exact ELBO: the reconstruction term by enumeration of the 2^L latent states."""
         logits = self.encode(params)  # [B, L]
-        weights = {k: v.to(logits) for k, v in self.networks.decoder_weights.items()}
+        weights = {k: on_device_of(v, logits) for k, v in self.networks.decoder_weights.items()}
         expected = enumerated_log_likelihood(
             logits, self.networks.decoder, weights, self.images(logits)
         )
