@@ -10,6 +10,7 @@ six, so at most 6e-4 together.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 
@@ -18,6 +19,8 @@ import pytest
 import torch
 from torch import nn
 
+from gradbench import constants
+from gradbench.constants import on_device_of
 from gradbench.engine import RunConfig, run_pair
 from gradbench.estimators.augment_reinforce_merge import DisARM
 from gradbench.estimators.finite_difference import CentralDifference
@@ -62,6 +65,19 @@ def test_batched_call_evaluates_each_copy_of_the_weights():
         one = {k: v[i, j] for k, v in batch.items()}
         torch.testing.assert_close(output[i, j], torch.func.functional_call(net, one, (inputs,)))
     torch.testing.assert_close(batched_call(net, weights, inputs), net(inputs))
+
+
+def test_constants_are_copied_once_per_device_and_dtype():
+    constant = torch.linspace(0, 1, 7, dtype=torch.float64)
+    like32 = torch.zeros((), dtype=torch.float32)
+    assert on_device_of(constant, constant) is constant
+    first = on_device_of(constant, like32)
+    assert first.dtype == torch.float32 and torch.equal(first, constant.float())
+    assert on_device_of(constant, like32) is first
+    key = id(constant)
+    del constant
+    gc.collect()
+    assert key not in constants._copies
 
 
 # --- bayes-logreg ---------------------------------------------------------------------------

@@ -13,21 +13,24 @@ import weakref
 import torch
 from torch import Tensor
 
-_copies: weakref.WeakKeyDictionary[Tensor, dict[tuple[torch.device, torch.dtype], Tensor]] = (
-    weakref.WeakKeyDictionary()
-)
+#: id(constant) → its copies; an entry goes when its constant is collected. (Keyed by id, not by
+#: the tensor: tensors compare elementwise, so they cannot be dictionary keys by value.)
+_copies: dict[int, dict[tuple[torch.device, torch.dtype], Tensor]] = {}
 
 
 def on_device_of(constant: Tensor, like: Tensor) -> Tensor:
     """``constant`` on ``like``'s device and in its dtype, copied at most once per pair.
 
-    ``constant`` must not change afterwards (copies are keyed by the tensor object, which the
-    cache does not keep alive). Use the returned tensor read-only.
+    ``constant`` must not change afterwards. Use the returned tensor read-only.
     """
     if constant.device == like.device and constant.dtype == like.dtype:
         return constant
-    copies = _copies.setdefault(constant, {})
-    key = (like.device, like.dtype)
-    if key not in copies:
-        copies[key] = constant.to(device=like.device, dtype=like.dtype)
-    return copies[key]
+    key = id(constant)
+    if key not in _copies:
+        _copies[key] = {}
+        weakref.finalize(constant, _copies.pop, key, None)
+    copies = _copies[key]
+    target = (like.device, like.dtype)
+    if target not in copies:
+        copies[target] = constant.to(device=like.device, dtype=like.dtype)
+    return copies[target]
