@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from reference import expectation
 
 from gradbench.estimators.measure_valued import CoupledMeasureValued, UncoupledMeasureValued
 from gradbench.estimators.reinforce import Reinforce
@@ -73,6 +75,32 @@ def test_fast_oscillations_are_resolved(k, sigma):
     d_mu = (k**2 / 2) * (1 - math.cos(2 * k * mu) * math.exp(-2 * (k * sigma) ** 2))
     d_mu -= k**2 * math.sin(k * mu) ** 2 * math.exp(-((k * sigma) ** 2))
     assert exact(Reparam(), objective)[0] == pytest.approx(d_mu, rel=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("objective", "cost"),
+    [
+        (GaussianCos(mu=0.3, sigma=0.8, k=2.0), lambda x: np.cos(2.0 * x)),
+        (GaussianExp(mu=1.0, sigma=1.2, k=0.7), lambda x: np.exp(-0.7 * x**2)),
+    ],
+    ids=["cos", "exp"],
+)
+def test_coupled_sigma_matches_a_two_dimensional_quadrature(objective, cost):
+    """g_σ = (c(μ + σM) − c(μ + σMU))/σ integrated over M (Gauss–Hermite with weight ε², the
+    Maxwell density) and U (Gauss–Legendre), independently of the one-dimensional reduction."""
+    mu, sigma = objective.setting("mu"), objective.setting("sigma")
+    nodes, weights = np.polynomial.legendre.leggauss(64)
+    u, w = (nodes + 1) / 2, weights / 2
+
+    def moment(power):
+        def given_m(m):
+            shrunk = cost(mu + sigma * m[:, None] * u)  # [Q, U]
+            return m**2 * (((cost(mu + sigma * m)[:, None] - shrunk) / sigma) ** power @ w)
+
+        return expectation(given_m)
+
+    reference = moment(2) - moment(1) ** 2
+    assert exact(CoupledMeasureValued(), objective)[1] == pytest.approx(reference, rel=1e-9)
 
 
 def test_absent_where_unknown():

@@ -9,16 +9,20 @@ integral. With s the score of the coordinate, R_j = Σ_{d≠j} c(x_d) and x = μ
   of mean r̄_j, so Var g = Var[(c(x) + r̄_j)·s] + Var(R_j)·E[s²];
 * pathwise, g_μ = c'(x), g_σ = c'(x)·ε;
 * measure-valued, coupled: g_μ = (c(μ + σR) − c(μ − σR))/(σ√(2π)) with R ~ Rayleigh(1), and
-  g_σ = (c(μ + σM) − c(μ + σMU))/σ with M double-sided Maxwell, U ~ U(0, 1);
+  g_σ = (c(μ + σM) − c(μ + σZ))/σ with M double-sided Maxwell and Z = M·U, U ~ U(0, 1). Given
+  M = m, Z is uniform between 0 and m, so the cross moment is one integral,
+  E[c(μ + σM) c(μ + σZ)] = ∫ m φ(m) c(μ + σm) C(m) dm with C(m) = ∫_0^m c(μ + σz) dz;
 * measure-valued, uncoupled: the same differences of independent terms, whose variances add.
 
-Each variance is E[(g − E g)²], integrated with composite Gauss–Legendre rules against the
-densities of ε (φ), R (r e^{−r²/2}, r ≥ 0), M (m² φ(m)) and U: panels of width 1/16 with 8 nodes
-on [−12, 12] (R on [0, 12], U on [0, 1]). That is exact up to rounding for polynomial costs, and
-accurate to about 1e-10 for costs that oscillate up to ~90 radians per standard deviation
-(cos(kx) with kσ ≤ 45). Gauss–Hermite quadrature is not used: it aliases oscillating costs
-(cos(10x) at σ = 1: 3% error with 120 nodes). Mohamed et al. 2020, JMLR, §4–6 give the
-estimators; DESIGN.md lists closed forms these integrals reproduce.
+Variances are E[(g − E g)²] where g is a function of one draw, and E[g²] − (E g)² for the
+coupled g_σ (whose E g² is not ≪ its variance for these estimators). The integrals use composite
+Gauss–Legendre rules against the densities of ε (φ), R (r e^{−r²/2}, r ≥ 0) and M (m² φ(m)):
+panels of width 1/16 with 8 nodes on [−12, 12] (R on [0, 12]); C(m) integrates from the panel
+edges. That is exact up to rounding for polynomial costs, and accurate to about 1e-10 for costs
+that oscillate up to ~90 radians per standard deviation (cos(kx) with kσ ≤ 45). Gauss–Hermite
+quadrature is not used: it aliases oscillating costs (cos(10x) at σ = 1: 3% error with 120
+nodes). Mohamed et al. 2020, JMLR, §4–6 give the estimators; DESIGN.md lists closed forms these
+integrals reproduce.
 """
 
 from __future__ import annotations
@@ -60,15 +64,20 @@ class Rule:
         return self.mean((values - self.mean(values).unsqueeze(-1)) ** 2)
 
 
-def _legendre(low: float, high: float) -> tuple[Tensor, Tensor]:
-    """Composite Gauss–Legendre nodes and weights of ∫_low^high, float64."""
-    unit_nodes, unit_weights = np.polynomial.legendre.leggauss(NODES_PER_PANEL)
-    panels = max(1, round((high - low) * PANELS_PER_UNIT))
-    edges = np.linspace(low, high, panels + 1)
-    half, centre = np.diff(edges) / 2, (edges[1:] + edges[:-1]) / 2
-    nodes = (centre[:, None] + half[:, None] * unit_nodes).ravel()
-    weights = (half[:, None] * unit_weights).ravel()
+def _unit_legendre() -> tuple[Tensor, Tensor]:
+    """Gauss–Legendre nodes and weights on [−1, 1], float64."""
+    nodes, weights = np.polynomial.legendre.leggauss(NODES_PER_PANEL)
     return torch.from_numpy(nodes), torch.from_numpy(weights)
+
+
+def _legendre(low: float, high: float) -> tuple[Tensor, Tensor]:
+    """Composite Gauss–Legendre nodes and weights of ∫_low^high, float64, panel by panel."""
+    unit_nodes, unit_weights = _unit_legendre()
+    panels = round((high - low) * PANELS_PER_UNIT)
+    edges = torch.linspace(low, high, panels + 1, dtype=torch.float64)
+    half, centre = torch.diff(edges) / 2, (edges[1:] + edges[:-1]) / 2
+    nodes = (centre[:, None] + half[:, None] * unit_nodes).reshape(-1)
+    return nodes, (half[:, None] * unit_weights).reshape(-1)
 
 
 @cache
@@ -76,6 +85,26 @@ def normal_rule() -> Rule:
     """ε ~ N(0, 1)."""
     nodes, weights = _legendre(-REACH, REACH)
     return Rule(nodes, weights * torch.exp(-(nodes**2) / 2) / math.sqrt(2 * math.pi))
+
+
+def running_integral(function: Callable[[Tensor], Tensor]) -> Tensor:
+    """F(z) = ∫_0^z function(t) dt at every node z of :func:`normal_rule`.
+
+    ``function`` maps points ``[*S]`` to ``[D, *S]``; the result is ``[D, Q]``. The integral
+    runs from −REACH over whole panels (a composite rule's partial sums) and over the part of
+    the node's own panel below it (its own Gauss–Legendre rule); 0 is a panel edge.
+    """
+    unit_nodes, unit_weights = _unit_legendre()
+    nodes, weights = _legendre(-REACH, REACH)
+    panels = nodes.numel() // NODES_PER_PANEL
+    starts = -REACH + torch.arange(panels, dtype=torch.float64) / PANELS_PER_UNIT  # [panels]
+    whole = (function(nodes) * weights).view(-1, panels, NODES_PER_PANEL).sum(-1)
+    before = torch.cumsum(whole, -1) - whole  # ∫ from −REACH to each panel's start
+    half = (nodes.view(panels, NODES_PER_PANEL) - starts[:, None]) / 2  # [panels, k]
+    points = starts[:, None, None] + half[..., None] * (1 + unit_nodes)  # [panels, k, k]
+    partial = (function(points) * (half[..., None] * unit_weights)).sum(-1)  # [D, panels, k]
+    from_reach = (before.unsqueeze(-1) + partial).flatten(-2)
+    return from_reach - before[..., round(REACH * PANELS_PER_UNIT), None]
 
 
 @cache
@@ -90,12 +119,6 @@ def rayleigh_rule() -> Rule:
     """R ~ Rayleigh(1): density r e^{−r²/2} on r ≥ 0."""
     nodes, weights = _legendre(0.0, REACH)
     return Rule(nodes, weights * nodes * torch.exp(-(nodes**2) / 2))
-
-
-@cache
-def uniform_rule() -> Rule:
-    """U ~ U(0, 1)."""
-    return Rule(*_legendre(0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -162,16 +185,15 @@ def measure_valued_variance(gaussian: SeparableGaussian, coupled: bool) -> Tenso
     up_mu = gaussian.cost(gaussian.points(rayleigh.nodes))  # c(μ + σR) [D, Q]
     down_mu = gaussian.cost(gaussian.points(-rayleigh.nodes))  # c(μ − σR)
     up_sigma = gaussian.cost(gaussian.points(maxwell.nodes))  # c(μ + σM)
+    base = up_sigma  # the Maxwell and normal rules share their nodes: c(μ + σε) as well
     if coupled:
         d_mu = rayleigh.variance(up_mu - down_mu) / scale_mu**2
-        uniform = uniform_rule()
-        shrunk = gaussian.points(maxwell.nodes.unsqueeze(-1) * uniform.nodes)  # μ + σMU [D, Q, U]
-        difference = up_sigma.unsqueeze(-1) - gaussian.cost(shrunk)
-        mean = maxwell.mean(uniform.mean(difference))  # [D]
-        spread = uniform.mean((difference - mean.view(-1, 1, 1)) ** 2)
-        d_sigma = maxwell.mean(spread) / sigma**2
+        antiderivative = running_integral(lambda z: gaussian.cost(gaussian.points(z)))
+        cross = normal.mean(normal.nodes * up_sigma * antiderivative)
+        second = maxwell.mean(up_sigma**2) - 2 * cross + normal.mean(base**2)
+        mean = maxwell.mean(up_sigma) - normal.mean(base)
+        d_sigma = (second - mean**2) / sigma**2
     else:
         d_mu = (rayleigh.variance(up_mu) + rayleigh.variance(down_mu)) / scale_mu**2
-        base = gaussian.cost(gaussian.points(normal.nodes))
         d_sigma = (maxwell.variance(up_sigma) + normal.variance(base)) / sigma**2
     return gaussian.per_coordinate(d_mu, d_sigma)

@@ -140,7 +140,7 @@ def _main_table(table: pd.DataFrame, path: Path) -> pd.DataFrame:
         )
     table = table.astype(dict.fromkeys(INTEGER_COLUMNS, "Int64"))
     for column in TEXT_COLUMNS:
-        table[column] = table[column].fillna("").astype(str)
+        table[column] = ["" if pd.isna(value) else str(value) for value in table[column]]
     return table
 
 
