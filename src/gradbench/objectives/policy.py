@@ -44,6 +44,7 @@ The exact value is backward dynamic programming over the horizon, differentiable
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar
 
 import torch
@@ -52,6 +53,7 @@ from torch.distributions import Distribution
 from torch.distributions.constraints import Constraint
 from torch.nn.functional import one_hot
 
+from gradbench.constants import on_device_of
 from gradbench.objective import Objective
 from gradbench.params import Params
 from gradbench.settings import Setting, at_least
@@ -73,6 +75,33 @@ class TabularMDP:
     @property
     def actions(self) -> int:
         return self.reward.shape[1]
+
+    # Derived tables, made once so that :func:`on_device_of` copies each to a device only once.
+
+    @cached_property
+    def start_function(self) -> Tensor:
+        """The distribution function of ρ, ``[S]``."""
+        return cumulative(self.start)
+
+    @cached_property
+    def transition_function(self) -> Tensor:
+        """The distribution function of P(· | s, a) in row s·A + a, ``[S·A, S]``."""
+        return cumulative(self.transition).flatten(0, 1)
+
+    @cached_property
+    def log_start(self) -> Tensor:
+        """log ρ ``[S]``, −inf where ρ is 0."""
+        return self.start.log()
+
+    @cached_property
+    def log_transition(self) -> Tensor:
+        """log P(s' | s, a) at index (s·A + a)·S + s', ``[S·A·S]``, −inf where P is 0."""
+        return self.transition.log().flatten()
+
+    @cached_property
+    def flat_reward(self) -> Tensor:
+        """r(s, a) at index s·A + a, ``[S·A]``."""
+        return self.reward.flatten()
 
 
 def river_swim() -> TabularMDP:
@@ -138,10 +167,9 @@ class TrajectoryDistribution(Distribution):
         )
         visits.scatter_add_(-1, pair, torch.ones_like(pair, dtype=visits.dtype))
         policy = (visits.unflatten(-1, (S, A)) * self.log_policy).sum((-2, -1))
-        log_start = self.mdp.start.to(visits).log()
-        log_transition = self.mdp.transition.to(visits).log().flatten()
+        log_transition = on_device_of(self.mdp.log_transition, visits)
         moves = log_transition[pair[..., :-1] * S + states[..., 1:]].sum(-1)
-        return log_start[states[..., 0]] + policy + moves
+        return on_device_of(self.mdp.log_start, visits)[states[..., 0]] + policy + moves
 
 
 class RiverSwimPolicy(Objective):
@@ -195,9 +223,9 @@ class RiverSwimPolicy(Objective):
         batch = torch.broadcast_shapes(noise.shape[:-2], logits.shape[:-2])
         uniform = noise.expand(*batch, H, 2)
         policy = cumulative(torch.softmax(logits, dim=-1)).expand(*batch, S, A)
-        transition = cumulative(self.mdp.transition).flatten(0, 1).to(noise)  # [S·A, S]
+        transition = on_device_of(self.mdp.transition_function, noise)  # [S·A, S]
         x = noise.new_empty(*batch, H, 2)
-        state = invert(uniform[..., 0, 1], cumulative(self.mdp.start).to(noise))
+        state = invert(uniform[..., 0, 1], on_device_of(self.mdp.start_function, noise))
         for t in range(H):
             rows = state.long()[..., None, None]
             action = invert(
@@ -212,18 +240,19 @@ class RiverSwimPolicy(Objective):
     def cost(self, x: Tensor, params: Params) -> Tensor:
         """The discounted return Σ_t γ^t r(s_t, a_t) of trajectories ``[*S, H, 2]``: ``[*S]``."""
         pair = x[..., 0].long() * self.mdp.actions + x[..., 1].long()
-        rewards = self.mdp.reward.to(x).flatten()[pair]  # [*S, H]
+        rewards = on_device_of(self.mdp.flat_reward, x)[pair]  # [*S, H]
         steps = torch.arange(self.horizon, dtype=x.dtype, device=x.device)
         return (rewards * self.setting("discount") ** steps).sum(-1)
 
     def expected_cost(self, params: Params) -> Tensor:
         logits = params["logits"]
         policy = torch.softmax(logits, dim=-1)  # [*B, S, A]
-        transition, reward = self.mdp.transition.to(logits), self.mdp.reward.to(logits)
+        transition = on_device_of(self.mdp.transition, logits)
+        reward = on_device_of(self.mdp.reward, logits)
         discount = self.setting("discount")
         value = torch.zeros_like(policy[..., 0])  # V_H = 0, [*B, S]
         for _ in range(self.horizon):
             following = (transition * value[..., None, None, :]).sum(-1)  # Σ_s' P V, [*B, S, A]
             action_value = reward + discount * following
             value = (policy * action_value).sum(-1)
-        return (self.mdp.start.to(logits) * value).sum(-1)
+        return (on_device_of(self.mdp.start, logits) * value).sum(-1)
