@@ -117,7 +117,7 @@ def figure_data(stored: StoredResult, x: str | None = None) -> FigureData:
     return FigureData(
         rows=rows,
         x_label=axis.removeprefix(AXIS_PREFIX) if axis else None,
-        log_x=axis is not None and _is_geometric(ok["_x"].to_numpy()),
+        log_x=axis is not None and _is_log_spaced(ok["_x"].to_numpy()),
         caption=_caption(
             ok,
             replicates,
@@ -304,13 +304,17 @@ def _time_points(frame: pd.DataFrame) -> Points:
     )
 
 
-def _is_geometric(values: np.ndarray) -> bool:
-    """Whether the distinct values form a geometric, not an arithmetic, progression."""
+def _is_log_spaced(values: np.ndarray) -> bool:
+    """Whether the distinct values are positive and more evenly spaced in log than linearly
+    (a log scan, or a list such as 0.1, 0.2, 0.5, 1, 2, 5, 10): their axis is drawn in log."""
     grid = np.unique(values)
     if len(grid) < 3 or (grid <= 0).any():
         return False
-    ratios, steps = grid[1:] / grid[:-1], np.diff(grid)
-    return bool(np.allclose(ratios, ratios[0], rtol=1e-3) and not np.allclose(steps, steps[0]))
+
+    def unevenness(steps: np.ndarray) -> float:
+        return float(np.std(steps) / np.mean(steps))
+
+    return unevenness(np.diff(np.log(grid))) < unevenness(np.diff(grid))
 
 
 def _left_out(table: pd.DataFrame) -> list[str]:
@@ -468,8 +472,8 @@ def _axis_target(
 
 
 def _dense(measured: np.ndarray) -> np.ndarray:
-    """CURVE_POINTS across the measured range (geometric for a geometric grid), and the
+    """CURVE_POINTS across the measured range (evenly in log for a log-spaced grid), and the
     measured positions themselves."""
     low, high = float(measured.min()), float(measured.max())
-    spaced = np.geomspace if _is_geometric(measured) else np.linspace
+    spaced = np.geomspace if _is_log_spaced(measured) else np.linspace
     return np.union1d(spaced(low, high, CURVE_POINTS), measured)
