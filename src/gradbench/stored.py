@@ -132,7 +132,13 @@ def _restore_infinity(table: pd.DataFrame) -> pd.DataFrame:
 def _main_table(table: pd.DataFrame, path: Path) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
-        hint = " (a detail CSV goes with --detail)" if "param" in table.columns else ""
+        hint = (
+            " (a detail CSV goes with --detail)"
+            if "param" in table.columns
+            else " (a sweep's aggregate; give its per-task --csv)"
+            if "variance_mean" in table.columns
+            else ""
+        )
         raise InputError(
             f"{str(path)!r} is not a gradbench result table{hint}; missing columns: "
             + ", ".join(missing[:5])
