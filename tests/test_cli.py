@@ -28,6 +28,10 @@ OBJECTIVES = [
     "gamma-square",
     "beta-square",
     "dirichlet-square",
+    "bayes-logreg",
+    "vae-gaussian",
+    "vae-bernoulli",
+    "policy-mdp",
 ]
 ESTIMATORS = ["reinforce", "reparam", "fd"]
 QUICK = ["-n", "2000", "--repeats", "1"]

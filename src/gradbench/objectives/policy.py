@@ -179,6 +179,8 @@ class RiverSwimPolicy(Objective):
     description = "return of a softmax policy on RiverSwim (6 states, horizon H), exact by DP"
     reference = "exact (dynamic programming)"
     differentiable_cost = False
+    #: An estimate walks H steps one after another; fewer keep the default suite quick.
+    default_samples = 20_000
     settings = (
         Setting("horizon", int, 20, "steps per episode H", at_least(1)),
         Setting(
