@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from gradbench.display import bias_cell, duration, markdown_table, number, objective_labels
-from gradbench.results import COLUMNS, Comparison, _mark_best
+from gradbench.results import COLUMNS, Comparison, mark_best
 
 NAN = math.nan
 
@@ -59,7 +59,7 @@ def test_best_is_the_lowest_unbiased_work_variance_with_ties_within_noise():
         row("shrunk", 0.01, 1e-7, declared_unbiased=False),  # lowest, but biased by design
         row("skipped", NAN, NAN, status="skipped", reason="requires rsample"),
     ]
-    _mark_best(rows)
+    mark_best(rows)
     assert [r["estimator"] for r in rows if r["best"]] == ["fast", "tied"]
 
 
@@ -70,7 +70,7 @@ def test_best_is_decided_per_configuration_and_configurations_are_labelled():
         row("a", 9.0, 1e-7, setting_k=2.0),
         row("b", 4.0, 1e-7, setting_k=2.0),
     ]
-    _mark_best(rows)
+    mark_best(rows)
     assert [r["best"] for r in rows] == [True, False, False, True]
     assert objective_labels(rows) == ["toy k=1", "toy k=1", "toy k=2", "toy k=2"]
     assert objective_labels(rows[:2]) == ["toy", "toy"]

@@ -10,6 +10,7 @@ from gradbench.conformance import ConformanceReport, check_estimator
 from gradbench.engine import RunConfig, RunResult, run_pair
 from gradbench.errors import InputError
 from gradbench.estimator import Estimator, per_sample_gradients
+from gradbench.grid import Axis
 from gradbench.objective import Capability, Objective
 from gradbench.params import ParamLayout
 from gradbench.plugins import PluginError, load_plugin
@@ -17,8 +18,10 @@ from gradbench.registry import register_estimator, register_objective
 from gradbench.results import Comparison
 from gradbench.settings import Setting
 from gradbench.stats import GradientStatistics, Summary
+from gradbench.sweeps import SweepResult, sweep
 
 __all__ = [
+    "Axis",
     "Capability",
     "Comparison",
     "ConformanceReport",
@@ -32,6 +35,7 @@ __all__ = [
     "RunResult",
     "Setting",
     "Summary",
+    "SweepResult",
     "check",
     "check_estimator",
     "compare",
@@ -41,5 +45,6 @@ __all__ = [
     "register_objective",
     "run_comparison",
     "run_pair",
+    "sweep",
 ]
 __version__ = "0.1.0"

@@ -27,15 +27,22 @@ from gradbench.display import (
     markdown_table,
     objective_listing,
     rich_table,
+    sweep_table,
+    sweep_warning_lines,
     warning_lines,
 )
 from gradbench.engine import RunConfig, RunResult
 from gradbench.errors import InputError
+from gradbench.executors import EXECUTORS
 from gradbench.figure_data import figure_data
+from gradbench.grid import LIST_FORM, SCAN_FORM, parse_list, parse_scan
+from gradbench.journal import journal_for
 from gradbench.plot import figure_format, require_matplotlib, write_figure
 from gradbench.results import Comparison, write_atomic
 from gradbench.settings import parse_assignment
 from gradbench.stored import StoredResult, read_result
+from gradbench.sweeps import SweepError, SweepResult, aggregate_path, check_resumable
+from gradbench.sweeps import sweep as run_sweep
 
 USAGE_ERROR, RUNTIME_ERROR, INTERRUPTED = 2, 1, 130
 
@@ -109,16 +116,22 @@ DeviceOption = Annotated[str, typer.Option(metavar="DEVICE", help=f"One of {', '
 DtypeOption = Annotated[str, typer.Option(metavar="DTYPE", help=f"One of {', '.join(DTYPES)}.")]
 
 
-def _load_plugins(specs: list[str] | None) -> None:
-    """Load ``--plugin`` specs; a broken one (or entry point) is one warning line, not a stop."""
+def _load_plugins(specs: list[str] | None) -> list[str]:
+    """Load ``--plugin`` specs; a broken one (or entry point) is one warning line, not a stop.
+
+    Returns the specs that loaded."""
     plugins.autoload()
+    loaded = []
     for spec in specs or []:
         try:
             plugins.load_plugin(spec)
         except plugins.PluginError as error:
             _warn(str(error))
+        else:
+            loaded.append(spec)
     for problem in plugins.problems():
         _warn(problem)
+    return loaded
 
 
 def _warn(message: str) -> None:
@@ -152,6 +165,66 @@ def _integer(minimum: int | None, noun: str) -> Callable[[str], int]:
 INTEGER = _integer(None, "an integer")
 POSITIVE = _integer(1, "a positive integer")
 NON_NEGATIVE = _integer(0, "a non-negative integer")
+
+ObjectivesArgument = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Objectives to run (default: all).", metavar="OBJECTIVE", show_default=False
+    ),
+]
+EstimatorOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-e", "--estimator", metavar="NAME", help="Estimator to run; repeatable (default: all)."
+    ),
+]
+SamplesOption = Annotated[
+    int | None,
+    typer.Option(
+        "-n",
+        "--samples",
+        parser=POSITIVE,
+        metavar="N",
+        help=f"Per-sample estimates per pair (default: {RunConfig.n_samples}, or fewer where"
+        " an objective with thousands of parameters sets its own).",
+        show_default=False,
+    ),
+]
+SeedOption = Annotated[
+    int,
+    typer.Option(
+        parser=INTEGER, metavar="S", help="Seed; each pair derives its own generator from it."
+    ),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="KEY=VALUE for every chosen objective with setting KEY, or NAME.KEY=VALUE for "
+        "one objective or estimator (e.g. --set sigma=2 --set fd.step=1e-3); repeatable.",
+    ),
+]
+ChunkSizeOption = Annotated[
+    int | None,
+    typer.Option(
+        parser=POSITIVE,
+        metavar="N",
+        help="Estimates per chunk (default: what fits 256 MiB on CPU, 4 GiB on CUDA, at most"
+        " half the free memory).",
+    ),
+]
+RepeatsOption = Annotated[
+    int,
+    typer.Option(
+        parser=NON_NEGATIVE,
+        metavar="N",
+        help="Timed repeats after a warm-up (median); 0 skips timing.",
+    ),
+]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace output files that exist.")
+]
 
 
 def _parse_settings(assignments: list[str]) -> dict[str, str]:
@@ -203,64 +276,15 @@ def _write_outputs(comparison: Comparison, outputs: dict[str, Path | None]) -> N
 @app.command()
 def compare(
     ctx: typer.Context,
-    objectives: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Objectives to run (default: all).", metavar="OBJECTIVE", show_default=False
-        ),
-    ] = None,
-    estimator: Annotated[
-        list[str] | None,
-        typer.Option(
-            "-e", "--estimator", metavar="NAME", help="Estimator to run; repeatable (default: all)."
-        ),
-    ] = None,
-    samples: Annotated[
-        int | None,
-        typer.Option(
-            "-n",
-            "--samples",
-            parser=POSITIVE,
-            metavar="N",
-            help=f"Per-sample estimates per pair (default: {RunConfig.n_samples}, or fewer where"
-            " an objective with thousands of parameters sets its own).",
-            show_default=False,
-        ),
-    ] = None,
-    seed: Annotated[
-        int,
-        typer.Option(
-            parser=INTEGER, metavar="S", help="Seed; each pair derives its own generator from it."
-        ),
-    ] = 0,
+    objectives: ObjectivesArgument = None,
+    estimator: EstimatorOption = None,
+    samples: SamplesOption = None,
+    seed: SeedOption = 0,
     device: DeviceOption = "cpu",
     dtype: DtypeOption = "float32",
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="KEY=VALUE",
-            help="KEY=VALUE for every chosen objective with setting KEY, or NAME.KEY=VALUE for "
-            "one objective or estimator (e.g. --set sigma=2 --set fd.step=1e-3); repeatable.",
-        ),
-    ] = None,
-    chunk_size: Annotated[
-        int | None,
-        typer.Option(
-            parser=POSITIVE,
-            metavar="N",
-            help="Estimates per chunk (default: what fits 256 MiB on CPU, 4 GiB on CUDA, at most"
-            " half the free memory).",
-        ),
-    ] = None,
-    repeats: Annotated[
-        int,
-        typer.Option(
-            parser=NON_NEGATIVE,
-            metavar="N",
-            help="Timed repeats after a warm-up (median); 0 skips timing.",
-        ),
-    ] = RunConfig.timing_repeats,
+    set_: SetOption = None,
+    chunk_size: ChunkSizeOption = None,
+    repeats: RepeatsOption = RunConfig.timing_repeats,
     csv: Annotated[
         Path | None, typer.Option(metavar="PATH", help="Write the main table as CSV.")
     ] = None,
@@ -275,9 +299,7 @@ def compare(
         Path | None, typer.Option(metavar="PATH", help="Write the displayed table as Markdown.")
     ] = None,
     plot: PlotOption = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace output files that exist.")
-    ] = False,
+    overwrite: OverwriteOption = False,
     plugin: PluginOption = None,
 ) -> None:
     """Measure bias, variance and cost of each estimator on each objective."""
@@ -336,8 +358,8 @@ def _arguments(ctx: typer.Context) -> dict[str, Any]:
     return {"command": ctx.info_name, **{k.rstrip("_"): plain(v) for k, v in ctx.params.items()}}
 
 
-def _run_with_progress(**arguments: Any) -> Comparison:
-    """Run the comparison with a progress bar on stderr (only when stderr is a terminal)."""
+def _progress_bar() -> Progress:
+    """A progress bar on stderr, shown only when stderr is a terminal."""
     stderr = Console(stderr=True)
     columns = (
         TextColumn("{task.description}"),
@@ -345,7 +367,12 @@ def _run_with_progress(**arguments: Any) -> Comparison:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal) as bar:
+    return Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal)
+
+
+def _run_with_progress(**arguments: Any) -> Comparison:
+    """Run the comparison with a progress bar on stderr (only when stderr is a terminal)."""
+    with _progress_bar() as bar:
         task = bar.add_task("comparing", total=None)
 
         def advance(result: RunResult) -> None:
@@ -477,6 +504,179 @@ def report(
         _error(f"could not write {markdown}: {error}")
         raise typer.Exit(RUNTIME_ERROR) from None
     print(f"wrote {markdown}", file=sys.stderr)
+
+
+@app.command()
+def sweep(
+    ctx: typer.Context,
+    objectives: ObjectivesArgument = None,
+    estimator: EstimatorOption = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            metavar=LIST_FORM,
+            help="Sweep a setting over these values; NAME routes like --set (KEY or"
+            " NAME.KEY). Repeatable: several axes make a grid.",
+        ),
+    ] = None,
+    param_scan: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param-scan",
+            metavar=SCAN_FORM,
+            help="Sweep a setting over COUNT values from START to STOP, evenly spaced (lin,"
+            " the default) or log spaced (log: bounds > 0). Repeatable.",
+        ),
+    ] = None,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            parser=POSITIVE,
+            metavar="R",
+            help="Replicates of every grid point, each with its own seed (from --seed and the"
+            " task); the summary shows mean ± standard error over them.",
+        ),
+    ] = 1,
+    samples: SamplesOption = None,
+    seed: SeedOption = 0,
+    device: DeviceOption = "cpu",
+    dtype: DtypeOption = "float32",
+    set_: SetOption = None,
+    chunk_size: ChunkSizeOption = None,
+    repeats: RepeatsOption = RunConfig.timing_repeats,
+    executor: Annotated[
+        str,
+        typer.Option(
+            metavar="NAME",
+            help=f"Where tasks run: {', '.join(EXECUTORS)} (one after another here, a local"
+            " process pool, or Dask distributed from the gradbench dask extra).",
+        ),
+    ] = "inprocess",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            parser=POSITIVE,
+            metavar="N",
+            help="Processes of the pool or of the Dask LocalCluster (default: CPU cores).",
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Run on the existing Dask cluster whose scheduler is here (tcp://host:port).",
+        ),
+    ] = None,
+    shared_timing: Annotated[
+        bool,
+        typer.Option(
+            "--shared-timing",
+            help="Time tasks while others run on the same device (faster; such timings are"
+            " marked timing_contention). Default: one timed task per device at a time.",
+        ),
+    ] = False,
+    csv: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="PATH",
+            help="Write one row per task as CSV; finished tasks are kept in PATH.parts as they"
+            " finish, and the aggregate goes to PATH's stem + '-aggregate.csv'.",
+        ),
+    ] = None,
+    aggregate_csv: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="PATH",
+            help="Write the mean ± standard error per grid point here instead.",
+        ),
+    ] = None,
+    detail_csv: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH", help="Write one row per task and gradient coordinate."),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Finish the sweep in --csv's journal: run only its missing tasks."
+        ),
+    ] = False,
+    overwrite: OverwriteOption = False,
+    plugin: PluginOption = None,
+) -> None:
+    """Run estimators over a grid of settings, with replicates: one row per (objective,
+    estimator, grid point, replicate), and mean ± standard error per grid point."""
+    loaded = _load_plugins(plugin)
+    try:
+        axes = [*map(parse_list, param or []), *map(parse_scan, param_scan or [])]
+        if resume and csv is None:
+            raise InputError("--resume needs --csv PATH, the sweep's table and journal")
+        if resume and csv is not None:
+            check_resumable(csv)
+        if csv is not None and aggregate_csv is None:
+            aggregate_csv = aggregate_path(csv)
+        outputs = {"--csv": csv, "--aggregate-csv": aggregate_csv, "--detail-csv": detail_csv}
+        for flag, path in outputs.items():
+            _check_output(path, flag, overwrite or resume)
+        result = _sweep_with_progress(
+            objectives=objectives,
+            estimators=estimator,
+            axes=axes,
+            replicates=seeds,
+            n_samples=samples,
+            seed=seed,
+            device=device,
+            dtype=dtype,
+            settings=_parse_settings(set_ or []),
+            chunk_size=chunk_size,
+            timing_repeats=repeats,
+            executor=executor,
+            workers=workers,
+            scheduler=scheduler,
+            plugins=loaded,
+            journal=None if csv is None else journal_for(csv),
+            resume=resume,
+            overwrite=overwrite,
+            exclusive_timing=not shared_timing,
+        )
+    except InputError as error:
+        _error(str(error))
+        raise typer.Exit(USAGE_ERROR) from None
+    except SweepError as error:
+        _error(str(error))
+        raise typer.Exit(RUNTIME_ERROR) from None
+
+    _stdout().print(sweep_table(result))
+    for line in sweep_warning_lines(result.table()):
+        print(f"warning: {line}", file=sys.stderr)
+    writers = {
+        "--csv": result.write_csv,
+        "--aggregate-csv": result.write_aggregate_csv,
+        "--detail-csv": result.write_detail_csv,
+    }
+    try:
+        for flag, path in outputs.items():
+            if path is not None:
+                writers[flag](path)
+                print(f"wrote {path}", file=sys.stderr)
+    except OSError as error:
+        _error(f"could not write output: {error}")
+        raise typer.Exit(RUNTIME_ERROR) from None
+    if result.interrupted:
+        kept = f"; they are kept in {result.journal}: finish with --resume" if csv else ""
+        _error(f"interrupted: {len(result.finished)} of {len(result.tasks)} tasks finished{kept}")
+        raise typer.Exit(INTERRUPTED)
+
+
+def _sweep_with_progress(**arguments: Any) -> SweepResult:
+    """Run the sweep with a progress bar on stderr (only when stderr is a terminal)."""
+    with _progress_bar() as bar:
+        task = bar.add_task("sweeping", total=None)
+
+        def advance(finished: int, total: int, key: str | None) -> None:
+            bar.update(task, completed=finished, total=total, description=key or "sweeping")
+
+        return run_sweep(on_progress=advance, **arguments)
 
 
 def main() -> None:

@@ -186,7 +186,7 @@ def build_comparison(
     for result in results:
         comparison.rows.append(_row(result, config, provenance))
         comparison.details.extend(_detail_rows(result))
-    _mark_best(comparison.rows)
+    mark_best(comparison.rows)
     return comparison
 
 
@@ -310,7 +310,7 @@ def configuration(row: dict) -> tuple:
     return (row["objective"], settings)
 
 
-def _mark_best(rows: list[dict]) -> None:
+def mark_best(rows: list[dict]) -> None:
     """Per objective configuration, among ok rows of estimators that are unbiased by design and
     show no significant bias, mark the lowest work_variance and every row whose work_variance
     range overlaps its range (a tie within the noise). Variance alone would reward a biased

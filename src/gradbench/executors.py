@@ -1,0 +1,253 @@
+"""Where a sweep's tasks run: in this process, in a local process pool, or on Dask.
+
+Every executor takes a picklable function and picklable items (a sweep ships task records and
+option records holding plugin *spec strings*, never estimator or objective objects, so a fresh
+process can rebuild them) and yields each result as it finishes, in whatever order that is.
+Used as a context manager; leaving the block by an exception (Ctrl-C included) cancels what
+has not finished and stops the workers.
+
+- ``inprocess``: one task after another in this process.
+- ``process``: ``concurrent.futures.ProcessPoolExecutor`` with the ``spawn`` start method
+  (safe with torch and CUDA), one task per worker at a time; workers ignore Ctrl-C, which the
+  parent handles by stopping them.
+- ``dask``: a ``distributed.LocalCluster`` of worker processes (one thread each) that gradbench
+  starts and stops, or the existing cluster whose scheduler is at ``scheduler``. Dask is
+  imported only here; without it, one line names ``pip install 'gradbench[dask]'``.
+
+``concurrency`` is how many tasks may run at once; ``torch_threads`` how many threads torch
+should use in each task (None: leave the worker's setting alone), so that concurrent tasks do
+not oversubscribe the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from types import TracebackType
+from typing import Any
+
+from gradbench.errors import InputError
+
+EXECUTORS = ("inprocess", "process", "dask")
+DASK_EXTRA = "pip install 'gradbench[dask]'"
+
+
+class ExecutorError(RuntimeError):
+    """The executor itself failed (a worker process died, a cluster went away)."""
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1
+
+
+class Executor:
+    """Runs ``function(item)`` for each item, yielding results as they finish."""
+
+    name = ""
+    concurrency = 1
+    torch_threads: int | None = None
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        return None
+
+    def run(self, function: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for the terminal: the executor and how many tasks run at once."""
+        return f"{self.name}, {self.concurrency} task(s) at a time"
+
+
+class InProcess(Executor):
+    """One task after another, in this process (the default)."""
+
+    name = "inprocess"
+
+    def run(self, function: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        for item in items:
+            yield function(item)
+
+
+def _ignore_interrupts() -> None:
+    """Worker initializer: Ctrl-C reaches the whole process group; the parent handles it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class ProcessPool(Executor):
+    """A local pool of ``workers`` spawned processes (default: one per CPU core)."""
+
+    name = "process"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.concurrency = workers or cpu_count()
+        self.torch_threads = max(1, cpu_count() // self.concurrency)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> ProcessPool:
+        self._pool = ProcessPoolExecutor(
+            self.concurrency,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_ignore_interrupts,
+        )
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._pool is None:
+            return
+        if kind is not None:
+            _terminate(self._pool)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
+
+    def run(self, function: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        if self._pool is None:
+            raise RuntimeError("ProcessPool.run() outside its `with` block")
+        futures = [self._pool.submit(function, item) for item in items]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except multiprocessing.ProcessError as error:
+            raise ExecutorError(f"a worker process failed: {error}") from error
+        except RuntimeError as error:
+            if type(error).__name__ == "BrokenProcessPool":
+                raise ExecutorError(f"a worker process died: {error}") from error
+            raise
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop the workers now, running tasks included (their results are not wanted)."""
+    stop = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if stop is not None:
+        stop()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+
+
+class DaskCluster(Executor):
+    """Dask distributed: a ``LocalCluster`` of ``workers`` processes, or ``scheduler``'s.
+
+    ``processes=False`` starts the local workers as threads of this process instead (for
+    tests and debugging; torch's thread setting is then left alone).
+    """
+
+    name = "dask"
+
+    def __init__(
+        self, workers: int | None = None, scheduler: str | None = None, processes: bool = True
+    ) -> None:
+        self.distributed = _import_distributed()
+        self.workers = workers or cpu_count()
+        self.scheduler = scheduler
+        self.processes = processes
+        self._client: Any = None
+        self._cluster: Any = None
+        self._futures: list[Future] = []
+
+    def __enter__(self) -> DaskCluster:
+        distributed = self.distributed
+        if self.scheduler is None:
+            self._cluster = distributed.LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=1,
+                processes=self.processes,
+                dashboard_address=None,
+            )
+            self._client = distributed.Client(self._cluster)
+            if self.processes:
+                self.torch_threads = max(1, cpu_count() // self.workers)
+        else:
+            try:
+                self._client = distributed.Client(self.scheduler)
+            except (OSError, ValueError, TypeError) as error:
+                raise InputError(
+                    f"--scheduler {self.scheduler!r}: cannot connect ({error}); give the"
+                    " address of a running Dask scheduler, e.g. tcp://host:8786"
+                ) from None
+        self.concurrency = max(1, sum(self._client.nthreads().values()))
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        logger = logging.getLogger("distributed")
+        level = logger.level
+        if kind is not None:  # cancelled tasks and killed workers are expected now, not news
+            logger.setLevel(logging.ERROR)
+        try:
+            if self._client is not None:
+                if self._futures:
+                    self._client.cancel(self._futures)
+                self._client.close()
+            if self._cluster is not None:
+                self._cluster.close()
+        finally:
+            logger.setLevel(level)
+            self._client = self._cluster = None
+            self._futures = []
+
+    def run(self, function: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        if self._client is None:
+            raise RuntimeError("DaskCluster.run() outside its `with` block")
+        self._futures = [self._client.submit(function, item, pure=False) for item in items]
+        for _, result in self.distributed.as_completed(self._futures, with_results=True):
+            yield result
+
+    def describe(self) -> str:
+        where = self.scheduler or "a LocalCluster"
+        return f"dask on {where}, {self.concurrency} task(s) at a time"
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise InputError(
+            f"--executor dask needs dask.distributed, which is not installed: {DASK_EXTRA}"
+        ) from None
+    return distributed
+
+
+def make_executor(name: str, workers: int | None = None, scheduler: str | None = None) -> Executor:
+    """The executor called ``name`` (one of :data:`EXECUTORS`); bad combinations are refused."""
+    if name not in EXECUTORS:
+        raise InputError(f"unknown executor {name!r}; valid choices: {', '.join(EXECUTORS)}")
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers {workers}: must be a positive integer")
+    if scheduler is not None and name != "dask":
+        raise InputError(f"--scheduler {scheduler!r} needs --executor dask, not {name!r}")
+    if name == "inprocess":
+        if workers is not None:
+            raise InputError(
+                f"--workers {workers}: the in-process executor runs one task at a time;"
+                " use --executor process or --executor dask"
+            )
+        return InProcess()
+    if name == "process":
+        return ProcessPool(workers)
+    if scheduler is not None and workers is not None:
+        raise InputError(
+            f"--workers {workers} sizes the LocalCluster gradbench starts; the cluster at"
+            f" --scheduler {scheduler!r} has its own workers"
+        )
+    return DaskCluster(workers, scheduler)
