@@ -595,6 +595,7 @@ def sweep(
         Path | None,
         typer.Option(metavar="PATH", help="Write one row per task and gradient coordinate."),
     ] = None,
+    plot: PlotOption = None,
     resume: Annotated[
         bool,
         typer.Option(
@@ -618,6 +619,8 @@ def sweep(
         outputs = {"--csv": csv, "--aggregate-csv": aggregate_csv, "--detail-csv": detail_csv}
         for flag, path in outputs.items():
             _check_output(path, flag, overwrite or resume)
+        _check_figure(plot, "--plot", overwrite or resume)
+        outputs["--plot"] = plot
         result = _sweep_with_progress(
             objectives=objectives,
             estimators=estimator,
@@ -653,13 +656,16 @@ def sweep(
         "--csv": result.write_csv,
         "--aggregate-csv": result.write_aggregate_csv,
         "--detail-csv": result.write_detail_csv,
+        "--plot": lambda path: write_figure(
+            figure_data(StoredResult("this sweep", result.table())), path
+        ),
     }
     try:
         for flag, path in outputs.items():
             if path is not None:
                 writers[flag](path)
                 print(f"wrote {path}", file=sys.stderr)
-    except OSError as error:
+    except (OSError, InputError) as error:
         _error(f"could not write output: {error}")
         raise typer.Exit(RUNTIME_ERROR) from None
     if result.interrupted:
