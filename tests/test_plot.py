@@ -210,6 +210,25 @@ def test_report_renders_several_configurations_as_they_were(tmp_path):
         assert markdown_table(read_result(tmp_path / name).table) == expected
 
 
+def test_a_sweeps_own_files_plot_per_coordinate(tmp_path):
+    csv, detail, figure = tmp_path / "s.csv", tmp_path / "d.csv", tmp_path / "s.svg"
+    arguments = ["sweep", "gaussian-square", "-e", "reparam", "-e", "mvd", "--param", "k=1,3"]
+    arguments += ["-n", "500", "--repeats", "0", "--csv", str(csv), "--detail-csv", str(detail)]
+    result = runner.invoke(app, [*arguments, "--plot", str(figure)])
+    assert result.exit_code == 0, result.stderr
+    assert b"<svg" in figure.read_bytes()[:2000]
+    data = figure_data(read_result(csv, detail))
+    titles = [p.title for p in data.rows[0].panels]
+    assert titles == [
+        "variance of ∂/∂mu[0]",
+        "variance of ∂/∂sigma[0]",
+        "bias",
+        "time per estimate",
+    ]
+    assert panel(data, "time per estimate").note == "not timed"
+    assert line(panel(data, "variance of ∂/∂mu[0]"), "reparam").exact_y == pytest.approx(4.0)
+
+
 def test_a_comparison_is_one_position_per_estimator(tmp_path):
     run = run_comparison(["gaussian-cos"], ["reinforce", "reparam"], n_samples=500)
     run.write_csv(tmp_path / "r.csv")
