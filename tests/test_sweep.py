@@ -287,6 +287,24 @@ def test_a_killed_sweep_resumes_without_recomputing_finished_tasks(tmp_path, mon
     assert_usage_error(changed, "n_samples=2000, not 4000", "--overwrite")
 
 
+def test_a_dead_worker_stops_the_sweep_in_one_line_and_keeps_what_finished(tmp_path, monkeypatch):
+    log, csv = tmp_path / "computed.log", tmp_path / "sweep.csv"
+    monkeypatch.setenv("GRADBENCH_TRIPWIRE_LOG", str(log))
+    monkeypatch.setenv("GRADBENCH_TRIPWIRE", "kill")
+    monkeypatch.setenv("GRADBENCH_TRIPWIRE_AT", "2")
+    died = invoke(*tripwire_sweep(csv, "--executor", "process", "--workers", "1"))
+    assert died.exit_code == 1
+    (line,) = died.stderr.strip().splitlines()
+    assert "a worker process died" in line and "2 of 4 tasks finished" in line
+    assert line.endswith("finish with --resume)") and "Traceback" not in died.output
+
+    monkeypatch.delenv("GRADBENCH_TRIPWIRE")
+    log.unlink()
+    resumed = invoke(*tripwire_sweep(csv, "--resume"))
+    assert resumed.exit_code == 0, resumed.stderr
+    assert computed(log) == ["2", "3"]
+
+
 def test_ctrl_c_keeps_finished_tasks_and_says_how_to_resume(tmp_path, monkeypatch):
     log, csv = tmp_path / "computed.log", tmp_path / "sweep.csv"
     monkeypatch.setenv("GRADBENCH_TRIPWIRE_LOG", str(log))

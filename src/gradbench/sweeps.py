@@ -120,7 +120,8 @@ class TaskOptions:
     torch_threads: int | None = None
 
     def manifest(self) -> dict:
-        """The options that decide the numbers: a resumed sweep must repeat them."""
+        """The run options that decide the numbers: a resumed sweep must repeat them (and its
+        fixed settings)."""
         return {
             "n_samples": self.n_samples,
             "seed": self.seed,
@@ -401,7 +402,8 @@ def sweep(
     chosen_axes = _axes(axes)
     objective_names = list(objectives or registry.objectives.names())
     estimator_names = list(estimators or registry.estimators.names())
-    tasks = plan(objective_names, estimator_names, chosen_axes, replicates, dict(settings or {}))
+    fixed = dict(settings or {})
+    tasks = plan(objective_names, estimator_names, chosen_axes, replicates, fixed)
     running = make_executor(executor, workers, scheduler) if isinstance(executor, str) else executor
     options = TaskOptions(
         n_samples, seed, device, dtype, chunk_size, timing_repeats, tuple(plugins), exclusive_timing
@@ -414,7 +416,9 @@ def sweep(
                 options, concurrency=running.concurrency, torch_threads=running.torch_threads
             )
             result.options, result.executor = options, running.describe()
-            _run(tasks, options, running, journal, resume, overwrite, result, on_progress)
+            manifest = {**options.manifest(), "settings": {k: str(v) for k, v in fixed.items()}}
+            store = None if journal is None else Journal.start(journal, manifest, resume, overwrite)
+            _run(tasks, options, running, store, result, on_progress)
     except KeyboardInterrupt:
         result.interrupted = True
     return result
@@ -424,16 +428,11 @@ def _run(
     tasks: list[Task],
     options: TaskOptions,
     running: Executor,
-    journal: Path | None,
-    resume: bool,
-    overwrite: bool,
+    store: Journal | None,
     result: SweepResult,
     on_progress: ProgressCallback | None,
 ) -> None:
     """Run the tasks that the journal does not hold, recording each as it finishes."""
-    store = (
-        None if journal is None else Journal.start(journal, options.manifest(), resume, overwrite)
-    )
     if store is not None:
         planned = {task.key for task in tasks}
         result.records.update((k, r) for k, r in store.finished().items() if k in planned)
@@ -451,7 +450,7 @@ def _run(
     except Exception as error:
         raise SweepError(
             f"{type(error).__name__}: {error}".replace("\n", " ")
-            + f" ({len(result.records)} of {len(tasks)} tasks finished{_kept(journal)})"
+            + f" ({len(result.records)} of {len(tasks)} tasks finished{_kept(result.journal)})"
         ) from error
 
 
