@@ -25,8 +25,10 @@ import logging
 import multiprocessing
 import os
 import signal
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
 from typing import Any
 
@@ -44,7 +46,7 @@ def cpu_count() -> int:
     return os.cpu_count() or 1
 
 
-class Executor:
+class Executor(ABC):
     """Runs ``function(item)`` for each item, yielding results as they finish."""
 
     name = ""
@@ -62,8 +64,9 @@ class Executor:
     ) -> None:
         return None
 
+    @abstractmethod
     def run(self, function: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
-        raise NotImplementedError
+        """``function(item)`` for every item, each as it finishes; inside the ``with`` block."""
 
     def describe(self) -> str:
         """One line for the terminal: the executor and how many tasks run at once."""
@@ -123,12 +126,8 @@ class ProcessPool(Executor):
         try:
             for future in as_completed(futures):
                 yield future.result()
-        except multiprocessing.ProcessError as error:
-            raise ExecutorError(f"a worker process failed: {error}") from error
-        except RuntimeError as error:
-            if type(error).__name__ == "BrokenProcessPool":
-                raise ExecutorError(f"a worker process died: {error}") from error
-            raise
+        except BrokenProcessPool as error:
+            raise ExecutorError(f"a worker process died: {error}") from error
 
 
 def _terminate(pool: ProcessPoolExecutor) -> None:
