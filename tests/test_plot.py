@@ -93,7 +93,7 @@ def test_sweep_panels_hold_the_measured_variance_with_the_runs_interval(k_sweep_
     assert reparam.points.low.tolist() == rows["variance_ci_low"].tolist()
     assert reparam.points.high.tolist() == rows["variance_ci_high"].tolist()
     assert "one run" not in data.caption and "jackknife" in data.caption
-    assert data.notes == ["left out skipped: gaussian-square × disarm"]
+    assert data.notes[0] == "left out skipped: gaussian-square × disarm"
     assert "Left out: skipped: gaussian-square × disarm" in data.caption
 
 
@@ -110,6 +110,23 @@ def test_exact_curves_follow_the_closed_forms_densely(k_sweep_files):
         expected = [closed(1 - k) for k in curve.exact_x]
         assert curve.exact_y.tolist() == pytest.approx(expected, rel=1e-9)
     assert data.has_exact and "Dashed: exact variance" in data.caption
+
+
+def test_coverage_counts_the_bands_that_hold_the_exact_value(k_sweep_files):
+    data = figure_data(read_result(k_sweep_files[0]))
+    table = pd.read_csv(k_sweep_files[0])
+    rayleigh_variance = 2 - math.pi / 2
+    trace = {  # at μ = σ = 1, a = 1 − k (see test_exact_variance.py for each term)
+        "reparam": lambda a: 4 + 4 * a**2 + 8,
+        "reinforce": lambda a: (a**4 + 14 * a**2 + 15) + 2 * (a**4 + 30 * a**2 + 37),
+        "mvd": lambda a: 16 * a**2 * rayleigh_variance / (2 * math.pi) + 4 * a**2 + 4,
+    }
+    held = sum(
+        row.variance_ci_low <= trace[row.estimator](1 - row.param_k) <= row.variance_ci_high
+        for row in table[table["status"] == "ok"].itertuples()
+    )
+    assert data.coverage == (held, 6)
+    assert f"the bands hold the exact variance at {held} of 6 points" in data.caption
 
 
 def test_replicates_give_mean_and_t_interval(sweep_files):

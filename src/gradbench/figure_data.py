@@ -90,7 +90,9 @@ class FigureData:
     #: Every line key, in first-seen order, so that colours agree across panels.
     keys: list[str]
     has_exact: bool
-    #: Rows left out and exact curves not drawn, one line each.
+    #: (held, total): measured points with an exact value, and those whose band holds it.
+    coverage: tuple[int, int] = (0, 0)
+    #: Rows left out, exact curves not drawn and the coverage, one line each.
     notes: list[str] = field(default_factory=list)
 
 
@@ -114,6 +116,8 @@ def figure_data(stored: StoredResult, x: str | None = None) -> FigureData:
     ]
     left_out = _left_out(table)
     replicates = int(ok.groupby(["_group", "_key", "_x"]).size().max())
+    held, total = _coverage(rows)
+    coverage = f"the bands hold the exact variance at {held} of {total} points" if total else ""
     return FigureData(
         rows=rows,
         x_label=axis.removeprefix(AXIS_PREFIX) if axis else None,
@@ -124,12 +128,13 @@ def figure_data(stored: StoredResult, x: str | None = None) -> FigureData:
             exact.drawn,
             left_out,
             per_coordinate=stored.details is not None,
-            zeros=bool((measured["variance"] == 0).any() or (ok["bias_norm"] == 0).any()),
             categorical=axis is None,
+            coverage=coverage,
         ),
         keys=list(dict.fromkeys(ok["_key"])),
         has_exact=exact.drawn,
-        notes=[f"left out {line}" for line in left_out] + exact.notes,
+        coverage=(held, total),
+        notes=[f"left out {line}" for line in left_out] + exact.notes + [coverage] * bool(total),
     )
 
 
@@ -317,6 +322,22 @@ def _is_log_spaced(values: np.ndarray) -> bool:
     return unevenness(np.diff(np.log(grid))) < unevenness(np.diff(grid))
 
 
+def _coverage(rows: list[Row]) -> tuple[int, int]:
+    """(held, total): measured points of lines with an exact curve, and those whose band holds
+    the exact value at the same position (the curves include every measured position)."""
+    held = total = 0
+    for line in (line for row in rows for panel in row.panels for line in panel.lines):
+        if line.exact_x is None:
+            continue
+        points = line.points
+        for x, low, high in zip(points.x, points.low, points.high, strict=True):
+            at = np.flatnonzero(line.exact_x == x)
+            if at.size and np.isfinite(low) and np.isfinite(high):
+                total += 1
+                held += bool(low <= line.exact_y[at[0]] <= high)
+    return held, total
+
+
 def _left_out(table: pd.DataFrame) -> list[str]:
     """One line per status and objective: the estimators whose rows are not ``ok``."""
     lines = []
@@ -332,8 +353,8 @@ def _caption(
     exact: bool,
     left_out: list[str],
     per_coordinate: bool,
-    zeros: bool,
     categorical: bool,
+    coverage: str,
 ) -> str:
     counts = ", ".join(str(n) for n in dict.fromkeys(ok["n_samples"]))
     first = ok.iloc[0]
@@ -348,9 +369,8 @@ def _caption(
         f"{first['dtype']} on {first['device']}; {band}."
     ]
     if exact:
-        parts.append(f"{'Black bar' if categorical else 'Dashed'}: exact variance.")
-    if zeros:
-        parts.append("▼ on the bottom edge: exactly zero.")
+        shape = "Black bar" if categorical else "Dashed"
+        parts.append(f"{shape}: exact variance; {coverage}." if coverage else f"{shape}: exact.")
     parts.append(
         f"Bias: filled marker = distinguishable from zero (Bonferroni p < {BIAS_SIGNIFICANCE:g}"
         + (f" across {replicates} replicates" if replicates > 1 else "")

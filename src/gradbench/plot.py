@@ -36,6 +36,10 @@ PANEL_SIZE = (3.7, 2.8)  # inches per panel
 #: that is zero up to rounding (1e-32) does not flatten the rest; and at least MIN_DECADES.
 DECADES = 7
 MIN_DECADES = 1.2
+BELOW_AXIS = (
+    f"▼ on the bottom edge: a value of zero, or more than {DECADES} decades below the panel's"
+    " largest (not to scale)."
+)
 
 
 def require_matplotlib() -> None:
@@ -76,37 +80,45 @@ def draw(data: FigureData) -> Figure:
     columns = max(len(row.panels) for row in data.rows)
     width = PANEL_SIZE[0] * columns
     caption = textwrap.fill(data.caption, width=int(width * 16))
-    caption_height = 0.2 + 0.14 * (caption.count("\n") + 1)
+    caption_height = 0.2 + 0.14 * (caption.count("\n") + 2)
     heights = [0.45, *([PANEL_SIZE[1]] * len(data.rows)), caption_height]
     figure = Figure(figsize=(width, sum(heights)), layout="constrained")
     FigureCanvasAgg(figure)
     legend, *rows, footer = figure.subfigures(len(heights), 1, height_ratios=heights)
     colours = {key: f"C{i % 10}" for i, key in enumerate(data.keys)}
+    marked = False
     for row, subfigure in zip(data.rows, rows, strict=True):
         subfigure.suptitle(row.title, x=0.01, ha="left", fontsize=10, fontweight="bold")
         axes = subfigure.subplots(1, columns, squeeze=False)[0]
         for ax, panel in zip(axes, row.panels, strict=False):
-            _draw_panel(ax, panel, row.categories, data, colours)
+            marked = _draw_panel(ax, panel, row.categories, data, colours) or marked
         for ax in axes[len(row.panels) :]:
             ax.set_visible(False)
     _draw_legend(legend, data, colours)
+    if marked:
+        caption += f"\n{BELOW_AXIS}"
     footer.text(0.01, 0.95, caption, ha="left", va="top", fontsize=8)
     return figure
 
 
 def _draw_panel(
     ax: Axes, panel: Panel, categories: list[str] | None, data: FigureData, colours: dict
-) -> None:
+) -> bool:
+    """Draw one panel; whether it marked values under its axis."""
     ax.set_title(panel.title, fontsize=9)
     ax.set_ylabel(panel.y_label, fontsize=8)
     ax.set_yscale("log", nonpositive="clip")
     ax.tick_params(which="both", labelsize=7)
     ax.grid(True, which="major", alpha=0.3)
+    positions = []
     for line in panel.lines:
         if categories is None:
-            _draw_sweep_line(ax, line, colours[line.key], panel)
+            _draw_sweep_line(ax, line, colours[line.key])
+            positions.append(line.points.x)
         else:
-            _draw_category(ax, line, colours[line.key], categories.index(line.key))
+            position = categories.index(line.key)
+            _draw_category(ax, line, colours[line.key], position)
+            positions.append(np.full_like(line.points.y, position))
     if categories is None:
         ax.set_xlabel(data.x_label or "", fontsize=8)
         if data.log_x:
@@ -117,9 +129,14 @@ def _draw_panel(
     _fit_log_limits(ax, panel)
     if panel.note:
         ax.text(0.5, 0.5, panel.note, transform=ax.transAxes, ha="center", va="center")
+    marks = [
+        _mark_below(ax, x, line.points.y, colours[line.key])
+        for x, line in zip(positions, panel.lines, strict=True)
+    ]
+    return any(marks)
 
 
-def _draw_sweep_line(ax: Axes, line: Line, colour: str, panel: Panel) -> None:
+def _draw_sweep_line(ax: Axes, line: Line, colour: str) -> None:
     p = line.points
     significant = p.significant
     if significant is not None:  # bias: filled where distinguishable from zero
@@ -134,7 +151,6 @@ def _draw_sweep_line(ax: Axes, line: Line, colour: str, panel: Panel) -> None:
         ax.fill_between(p.x[band], p.low[band], p.high[band], color=colour, alpha=0.18, lw=0)
     if line.exact_x is not None:
         ax.plot(line.exact_x, line.exact_y, "--", color=colour, lw=1.2)
-    _mark_zeros(ax, p.x, p.y, colour)
 
 
 def _draw_category(ax: Axes, line: Line, colour: str, position: int) -> None:
@@ -148,7 +164,6 @@ def _draw_category(ax: Axes, line: Line, colour: str, position: int) -> None:
     ax.errorbar(x, p.y, yerr=error, fmt="o", color=colour, mfc=faces, ms=5, capsize=3, lw=1)
     if line.exact_x is not None:
         ax.plot([position], line.exact_y, "_", color="black", ms=16, mew=1.6, zorder=4)
-    _mark_zeros(ax, x, p.y, colour)
 
 
 def _fit_log_limits(ax: Axes, panel: Panel) -> None:
@@ -170,19 +185,21 @@ def _fit_log_limits(ax: Axes, panel: Panel) -> None:
     ax.set_ylim(10 ** (low - widen), 10 ** (high + widen))
 
 
-def _mark_zeros(ax: Axes, x: np.ndarray, y: np.ndarray, colour: str) -> None:
-    """Values that are exactly zero, which a log scale cannot show: ▼ on the bottom edge."""
-    zero = y == 0
-    if zero.any():
+def _mark_below(ax: Axes, x: np.ndarray, y: np.ndarray, colour: str) -> bool:
+    """▼ on the bottom edge for values under the axis (zero, or rounding noise such as 1e-32
+    more than DECADES below the rest), which a log scale would drop silently. Whether any."""
+    below = np.isfinite(y) & (y < ax.get_ylim()[0])
+    if below.any():
         ax.plot(
-            x[zero],
-            np.full(zero.sum(), 0.03),
+            x[below],
+            np.full(below.sum(), 0.03),
             "v",
             color=colour,
             ms=6,
             transform=ax.get_xaxis_transform(),
             clip_on=False,
         )
+    return bool(below.any())
 
 
 def _draw_legend(subfigure: Any, data: FigureData, colours: dict) -> None:
