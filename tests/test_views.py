@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import stat
 
 from gradbench.display import bias_cell, duration, markdown_table, number, objective_labels
-from gradbench.results import COLUMNS, Comparison, mark_best
+from gradbench.results import COLUMNS, Comparison, mark_best, write_atomic
 
 NAN = math.nan
 
@@ -115,3 +116,12 @@ def test_markdown_golden():
     )
     assert lines[3] == "| toy | (skipped) |  | skipped |  |  |  |  |  |  |  |  |"
     assert lines[5].startswith("n = 1000, seed 0, cpu (test cpu), float64.")
+
+
+def test_written_files_get_the_mode_of_a_plain_open(tmp_path):
+    plain, atomic = tmp_path / "plain.csv", tmp_path / "atomic.csv"
+    plain.write_text("a\n")
+    write_atomic(atomic, "a\n")
+    assert atomic.read_text() == "a\n"
+    assert stat.S_IMODE(atomic.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["atomic.csv", "plain.csv"]
