@@ -246,6 +246,15 @@ def test_a_sweeps_own_files_plot_per_coordinate(tmp_path):
     assert line(panel(data, "variance of ∂/∂mu[0]"), "reparam").exact_y == pytest.approx(4.0)
 
 
+def test_a_file_from_an_older_version_reads_with_later_columns_empty(tmp_path):
+    run = run_comparison(["gaussian-cos"], ["reparam"], n_samples=200, timing_repeats=0)
+    older = run.table().drop(columns=["evals_variance", "best"])
+    older.to_csv(tmp_path / "old.csv", index=False)
+    table = read_result(tmp_path / "old.csv").table
+    assert table["evals_variance"].isna().all() and not table["best"].any()
+    assert "| gaussian-cos | reparam | 1 |" in markdown_table(table)
+
+
 def test_a_comparison_is_one_position_per_estimator(tmp_path):
     run = run_comparison(["gaussian-cos"], ["reinforce", "reparam"], n_samples=500)
     run.write_csv(tmp_path / "r.csv")

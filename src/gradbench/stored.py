@@ -19,6 +19,9 @@ from gradbench.errors import InputError
 from gradbench.results import COLUMNS, DETAIL_COLUMNS, INTEGER_COLUMNS, Comparison
 
 SUFFIXES = (".csv", ".json")
+#: What identifies a main table. Other columns of COLUMNS that a file lacks (written by a
+#: version before they existed) read as undefined: empty, and ``best`` false.
+REQUIRED_COLUMNS = ("objective", "estimator", "status", "variance")
 #: Text columns that are empty for most rows; CSV readers turn an empty cell into NaN.
 TEXT_COLUMNS = ("reason", "warnings")
 #: Columns of options and settings (and a sweep's axes), integer-typed when every value is.
@@ -130,7 +133,7 @@ def _restore_infinity(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _main_table(table: pd.DataFrame, path: Path) -> pd.DataFrame:
-    missing = [c for c in COLUMNS if c not in table.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         hint = (
             " (a detail CSV goes with --detail)"
@@ -141,10 +144,10 @@ def _main_table(table: pd.DataFrame, path: Path) -> pd.DataFrame:
         )
         raise InputError(
             f"{str(path)!r} is not a gradbench result table{hint}; missing columns: "
-            + ", ".join(missing[:5])
-            + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            + ", ".join(missing)
         )
-    table = table.astype(dict.fromkeys(INTEGER_COLUMNS, "Int64"))
+    older = {c: False if c == "best" else math.nan for c in COLUMNS if c not in table.columns}
+    table = table.assign(**older).astype(dict.fromkeys(INTEGER_COLUMNS, "Int64"))
     for column in TEXT_COLUMNS:
         table[column] = ["" if pd.isna(value) else str(value) for value in table[column]]
     return table
