@@ -255,6 +255,16 @@ def test_a_file_from_an_older_version_reads_with_later_columns_empty(tmp_path):
     assert "| gaussian-cos | reparam | 1 |" in markdown_table(table)
 
 
+def test_objectives_the_axis_does_not_reach_are_left_out_and_named(tmp_path):
+    csv = tmp_path / "s.csv"
+    arguments = ["sweep", "gaussian-square", "bernoulli-toy", "-e", "reinforce"]
+    arguments += ["--param", "sigma=0.5,1", "-n", "300", "--repeats", "0", "--csv", str(csv)]
+    assert runner.invoke(app, arguments).exit_code == 0
+    data = figure_data(read_result(csv))
+    assert [row.title.split(":")[0] for row in data.rows] == ["gaussian-square"]
+    assert "left out not swept along sigma: bernoulli-toy" in data.notes
+
+
 def test_a_comparison_is_one_position_per_estimator(tmp_path):
     run = run_comparison(["gaussian-cos"], ["reinforce", "reparam"], n_samples=500)
     run.write_csv(tmp_path / "r.csv")

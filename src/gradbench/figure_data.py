@@ -104,6 +104,15 @@ def figure_data(stored: StoredResult, x: str | None = None) -> FigureData:
     if ok.empty:
         raise InputError(f"{stored.source!r}: no row with status ok to plot")
     axis = _choose_axis(ok, x)
+    left_out = _left_out(table)
+    if axis:  # objectives without the swept setting have no x
+        unswept = ok[axis].isna()
+        along = axis.removeprefix(AXIS_PREFIX)
+        names = dict.fromkeys(ok.loc[unswept, "objective"])
+        left_out += [f"not swept along {along}: {name}" for name in names]
+        ok = ok[~unswept]
+        if ok.empty:
+            raise InputError(f"{stored.source!r}: no row with status ok has a value of {along}")
     others = [c for c in _axes(ok) if c != axis and ok[c].nunique() > 1]
     ok["_group"] = ok["objective"] if axis else objective_labels(ok.to_dict("records"))
     ok["_key"] = _line_keys(ok, others)
@@ -114,7 +123,6 @@ def figure_data(stored: StoredResult, x: str | None = None) -> FigureData:
         _row(str(group), ok[ok["_group"] == group], measured, exact, categorical=axis is None)
         for group in dict.fromkeys(ok["_group"])
     ]
-    left_out = _left_out(table)
     replicates = int(ok.groupby(["_group", "_key", "_x"]).size().max())
     held, total = _coverage(rows)
     coverage = f"the bands hold the exact variance at {held} of {total} points" if total else ""
@@ -199,7 +207,10 @@ def _match_details(table: pd.DataFrame, details: pd.DataFrame, source: str) -> p
     keys += [c for c in _axes(details) if c in table.columns]
     if "task" in keys:
         index = table[keys].reset_index(names="_row")
-        matched = details.merge(index, on=keys, how="left", validate="many_to_one")
+        try:
+            matched = details.merge(index, on=keys, how="left", validate="many_to_one")
+        except pd.errors.MergeError:
+            raise InputError(f"{source!r}: the main table repeats a task") from None
         if matched["_row"].isna().any():
             raise InputError(f"{source!r}: detail rows without a matching main row")
         return matched.astype({"_row": int})
