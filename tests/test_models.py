@@ -27,7 +27,6 @@ from gradbench.estimators.finite_difference import CentralDifference
 from gradbench.estimators.reinforce import Reinforce
 from gradbench.estimators.reparam import Reparam
 from gradbench.estimators.sample_baselines import LeaveOneOut
-from gradbench.exact_variance import Rule
 from gradbench.networks import batched_call, module_parameters
 from gradbench.objective import flat_gradient
 from gradbench.objectives.logistic_regression import (
@@ -35,6 +34,7 @@ from gradbench.objectives.logistic_regression import (
     expected_log_likelihood,
 )
 from gradbench.objectives.vae import BernoulliVAE, GaussianVAE
+from gradbench.quadrature import Rule
 
 ALPHA = 1e-4
 

@@ -13,7 +13,7 @@ KL is the analytic term, whose exact gradient the engine adds to every estimate.
 
 **Exact reference.** x_iᵀw ~ N(m_i, s_i²) with m_i = x_iᵀμ and s_i² = Σ_j x_ij² σ_j², so the
 expected log-likelihood is a sum of one-dimensional Gaussian integrals, computed with the
-composite Gauss–Legendre rule of :func:`~gradbench.exact_variance.normal_rule` (3072 nodes on
+composite Gauss–Legendre rule of :func:`~gradbench.quadrature.normal_rule` (3072 nodes on
 ±12 standard deviations). log sigmoid is analytic within π of the real axis, so the rule is
 accurate to rounding for s_i up to ~100 (checked in the tests by halving the panels).
 
@@ -28,16 +28,15 @@ from __future__ import annotations
 import math
 from functools import cache
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal
 
 from gradbench.constants import on_device_of
-from gradbench.exact_variance import Rule, normal_rule
 from gradbench.objective import Capability, Objective
 from gradbench.objectives.datasets import breast_cancer
 from gradbench.params import Params
+from gradbench.quadrature import Rule, hermite_rule, normal_rule
 from gradbench.settings import Setting, at_least, positive
 
 WARMUP_LEARNING_RATE = 0.05
@@ -124,11 +123,3 @@ def _warm_start(prior_scale: float, steps: int) -> tuple[Tensor, Tensor]:
         (-elbo).backward()
         optimiser.step()
     return mu.detach(), log_sigma.detach().exp()
-
-
-def hermite_rule(nodes: int) -> Rule:
-    """The ``nodes``-point Gauss–Hermite rule for ε ~ N(0, 1)."""
-    points, weights = np.polynomial.hermite.hermgauss(nodes)
-    return Rule(
-        torch.from_numpy(points * math.sqrt(2)), torch.from_numpy(weights / math.sqrt(math.pi))
-    )
