@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gradbench import compare, run_comparison
-from gradbench.engine import RunConfig, choose_chunk_size, derive_seed, run_pair
+from gradbench.engine import RunConfig, choose_chunk_size, derive_seed, run_pair, timing_batch
 from gradbench.errors import InputError
 from gradbench.estimator import Estimator
 from gradbench.estimators.reinforce import Reinforce
@@ -239,3 +239,13 @@ def test_settings_route_to_objectives_and_estimator_options():
     assert square.setting_dim == 2 and toy.setting_dim == 2
     assert square.setting_k == 0.5 and math.isnan(toy.setting_k)
     assert square.option_step == 1e-2 and square.grad_dim == 4 and toy.grad_dim == 2
+
+
+def test_timing_batch_is_a_chunk_unless_that_would_take_long():
+    assert timing_batch(chunk=4096, n_samples=100_000, seconds_per_estimate=1e-6) == 4096
+    assert timing_batch(chunk=4096, n_samples=1000, seconds_per_estimate=1e-6) == 1000
+    # 1 ms per estimate: 0.1 s buys 100 rows, rounded down to a multiple of 16.
+    assert timing_batch(chunk=4096, n_samples=100_000, seconds_per_estimate=1e-3) == 96
+    # Slower than the target for one row: still a whole aligned batch, never zero.
+    assert timing_batch(chunk=4096, n_samples=100_000, seconds_per_estimate=1.0) == 16
+    assert timing_batch(chunk=8, n_samples=100_000, seconds_per_estimate=1.0) == 8

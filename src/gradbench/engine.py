@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from gradbench.timing import Timing, time_per_sample
 ROW_ALIGNMENT = 16
 #: Bytes of temporaries per element of x or θ that one cost evaluation holds (autograd included).
 _BYTES_PER_ELEMENT_FACTOR = 8
+#: Seconds one timed call aims at, at most, when estimates are costly (see timing_batch).
+TIMING_TARGET_S = 0.1
 #: Below this many usable estimates the variance interval is flagged as unreliable.
 MIN_RELIABLE_SAMPLES = 1000
 
@@ -96,6 +99,19 @@ def choose_chunk_size(
     return max(1, min(config.n_samples, rows))
 
 
+def timing_batch(chunk: int, n_samples: int, seconds_per_estimate: float) -> int:
+    """Estimates per timed call: a chunk (at most n), or fewer where a chunk of this pair would
+    take more than :data:`TIMING_TARGET_S` by the measuring loop's own pace, rounded down to
+    :data:`ROW_ALIGNMENT` rows. Only costly estimates (finite differences of a large θ) get a
+    smaller batch, whose calls are then long enough to amortise any per-call overhead; the
+    timing stays a fraction of the run instead of 1 + ``timing_repeats`` times it."""
+    batch = min(chunk, n_samples)
+    if seconds_per_estimate * batch <= TIMING_TARGET_S:
+        return batch
+    affordable = int(TIMING_TARGET_S / seconds_per_estimate)
+    return max(min(batch, ROW_ALIGNMENT), affordable - affordable % ROW_ALIGNMENT)
+
+
 def run_pair(objective: Objective, estimator: Estimator, config: RunConfig) -> RunResult:
     """Measure ``estimator`` on ``objective``; never raises for a failing pair."""
     params = {
@@ -146,6 +162,7 @@ def _measure(
     statistics = GradientStatistics(
         reference.gradient.to(config.device), config.n_samples, reference.standard_error
     )
+    started = time.perf_counter()
     while statistics.added < config.n_samples:
         m = min(chunk, config.n_samples - statistics.added)
         try:
@@ -155,7 +172,8 @@ def _measure(
                 raise
             chunk = max(1, m // 2)
     result.chunk_size = chunk
-    result.summary = statistics.summary()
+    result.summary = statistics.summary()  # reads the device: the loop's work is done
+    seconds_per_estimate = (time.perf_counter() - started) / config.n_samples
     if result.summary.n_used == 0:
         raise ValueError(
             f"all {config.n_samples} estimates of {estimator.name} were NaN or Inf; "
@@ -163,7 +181,7 @@ def _measure(
         )
 
     if config.timing_repeats > 0:
-        batch = min(chunk, config.n_samples)
+        batch = timing_batch(chunk, config.n_samples, seconds_per_estimate)
         timing_seed = derive_seed(config.seed, objective.name, estimator.name, "timing")
         timing_generator = torch.Generator(device=config.device).manual_seed(timing_seed)
 
