@@ -81,6 +81,8 @@ def test_bias_verdicts():
     assert bias_cell(row("a", 1.0, 1.0, bias_p=0.2)) == "0.01 (n.s.)"
     assert bias_cell(row("a", 1.0, 1.0, bias_p=3e-7)) == "0.01 (p=3e-07)"
     assert bias_cell(row("a", 1.0, 1.0, bias_p=NAN)) == "0.01"  # fewer than two estimates
+    estimated = row("a", 1.0, 1.0, bias_p=0.2, reference_se_max=0.003)
+    assert bias_cell(estimated) == "0.01 (n.s., ref ±0.003)"
 
 
 def test_number_and_duration_formats():

@@ -67,10 +67,14 @@ def duration(seconds: float) -> str:
 
 
 def bias_cell(row: dict) -> str:
-    """‖bias‖ with the verdict of its test: ``n.s.`` when not distinguishable from zero."""
+    """‖bias‖ with the verdict of its test: ``n.s.`` when not distinguishable from zero; and
+    ``ref ±r`` when the reference is itself estimated, r its largest standard error."""
     if math.isnan(row["bias_p"]):
         return number(row["bias_norm"])
     verdict = f"p={row['bias_p']:.1g}" if bias_is_significant(row) else "n.s."
+    reference_se = row.get("reference_se_max", math.nan)
+    if not math.isnan(reference_se):
+        verdict += f", ref ±{number(reference_se)}"
     return f"{number(row['bias_norm'])} ({verdict})"
 
 
@@ -108,6 +112,16 @@ def sample_counts(table: pd.DataFrame) -> str:
     return "; ".join(f"n = {n} ({', '.join(names)})" for n, names in counts.items())
 
 
+ESTIMATED_REFERENCE = (
+    "; ref ±r: bias against an estimated reference, r its largest standard error, which the"
+    " test includes"
+)
+
+
+def _has_estimated_reference(table: pd.DataFrame) -> bool:
+    return "reference_se_max" in table and bool(table["reference_se_max"].notna().any())
+
+
 def caption(table: pd.DataFrame) -> str:
     first = table.iloc[0] if len(table) else None
     run = (
@@ -118,7 +132,8 @@ def caption(table: pd.DataFrame) -> str:
     )
     return (
         f"{run}. variance: trace of the covariance of one estimate, 95% jackknife interval. "
-        f"bias: n.s. = not distinguishable from zero (Bonferroni p ≥ {BIAS_SIGNIFICANCE:g}). "
+        f"bias: n.s. = not distinguishable from zero (Bonferroni p ≥ {BIAS_SIGNIFICANCE:g})"
+        f"{ESTIMATED_REFERENCE if _has_estimated_reference(table) else ''}. "
         "MSE, cosine, sign error: per estimate, ± standard error. evals×variance: variance at "
         "equal cost-function evaluations. (skipped): the objective lacks what they require "
         "(reasons in the CSV). "
