@@ -72,8 +72,8 @@ def bias_cell(row: dict) -> str:
     if math.isnan(row["bias_p"]):
         return number(row["bias_norm"])
     verdict = f"p={row['bias_p']:.1g}" if bias_is_significant(row) else "n.s."
-    reference_se = row.get("reference_se_max", math.nan)
-    if not math.isnan(reference_se):
+    reference_se = row.get("reference_se_max")  # absent or empty: an exact reference
+    if reference_se is not None and not pd.isna(reference_se):
         verdict += f", ref ±{number(reference_se)}"
     return f"{number(row['bias_norm'])} ({verdict})"
 
