@@ -236,7 +236,8 @@ class GaussianVAE(_VariationalAutoencoder):
         generator = torch.Generator().manual_seed(derive_seed(0, self.name, "reference"))
         leaves = {k: v.detach().to(torch.float64).requires_grad_() for k, v in params.items()}
         layout = ParamLayout.of(leaves)
-        sizes = [len(part) for part in torch.arange(samples).tensor_split(REFERENCE_GROUPS)]
+        base, extra = divmod(samples, REFERENCE_GROUPS)
+        sizes = [base + (group < extra) for group in range(REFERENCE_GROUPS)]
         group_means = []
         for size in sizes:
             noise = self.noise(size, leaves, generator)
