@@ -214,3 +214,22 @@ def test_summarise_handles_a_single_estimate():
         0,
     )
     assert math.isnan(summary.variance) and math.isnan(summary.variance_ci[0])
+
+
+def test_an_estimated_reference_widens_the_bias_test_and_lowers_its_degrees_of_freedom():
+    """When the reference's error dominates, the bias z uses √(s²/n + r²) and the t tail the
+    reference's degrees of freedom (63), not the run's n − 1, which would be too liberal."""
+    generator = torch.Generator().manual_seed(3)
+    estimates = 1e-3 * torch.randn(1000, 1, generator=generator, dtype=torch.float64)
+    reference = torch.tensor([0.05], dtype=torch.float64)
+    reference_se = torch.tensor([0.02], dtype=torch.float64)
+    statistics = GradientStatistics(reference, 1000, reference_se, reference_df=63)
+    statistics.add(estimates)
+    summary = statistics.summary()
+    run_error = float(summary.coordinate_variance[0]) / 1000
+    expected_z = abs(float(summary.mean[0]) - 0.05) / math.sqrt(run_error + 0.02**2)
+    assert summary.bias_z_max == pytest.approx(expected_z, rel=1e-12)
+    assert float(summary.bias_se[0]) == pytest.approx(math.sqrt(run_error + 0.02**2))
+    welch = (run_error + 0.02**2) ** 2 / (run_error**2 / 999 + 0.02**4 / 63)
+    assert summary.bias_p == pytest.approx(student_t.two_sided_p(expected_z, welch), rel=1e-9)
+    assert summary.bias_p > 1.1 * student_t.two_sided_p(expected_z, 999)

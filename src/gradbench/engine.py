@@ -160,7 +160,10 @@ def _measure(
         return g if offset is None else g + offset
 
     statistics = GradientStatistics(
-        reference.gradient.to(config.device), config.n_samples, reference.standard_error
+        reference.gradient.to(config.device),
+        config.n_samples,
+        reference.standard_error,
+        reference.degrees_of_freedom,
     )
     started = time.perf_counter()
     while statistics.added < config.n_samples:

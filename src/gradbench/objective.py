@@ -24,6 +24,7 @@ leading batch dims ``[*B, *shape]`` and broadcasts them against the sample dims 
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,10 +59,12 @@ class Capability(StrEnum):
 @dataclass(frozen=True)
 class Reference:
     """The gradient that bias is measured against: ``gradient`` ``[P]`` float64 on the CPU, and
-    ``standard_error`` ``[P]`` when it is itself estimated (None when exact)."""
+    ``standard_error`` ``[P]`` when it is itself estimated (None when exact), with the degrees
+    of freedom of that error estimate (groups − 1 for a spread of group means)."""
 
     gradient: Tensor
     standard_error: Tensor | None = None
+    degrees_of_freedom: float = math.inf
 
 
 class Objective(ABC):

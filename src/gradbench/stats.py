@@ -12,8 +12,10 @@ every column of the result (definitions in DESIGN.md):
   (Student's t, exact at small N, normal at large N). The
   standard error has a rounding floor (see :func:`_bias_z`), so a coordinate exact up to its
   dtype's rounding is not called biased; where g* is itself an estimate with standard error
-  r_j, the standard error of b_j is √(s_j²/N + r_j²), so a bias within the reference's own
-  error is not distinguishable;
+  r_j on ν_r degrees of freedom, the standard error of b_j is √(s_j²/N + r_j²), so a bias
+  within the reference's own error is not distinguishable, and the t tail takes the
+  Welch–Satterthwaite degrees of freedom of that sum, the smallest over the coordinates
+  (conservative): ν_j = (a + b)² / (a²/(N − 1) + b²/ν_r), a = s_j²/N, b = r_j²;
 * ``mse`` = mean_i ‖g_i − g*‖², ``cosine`` = mean_i cos(g_i, g*) (a zero estimate counts as
   orthogonal), ``sign_error`` = mean_i 1[g_i · g* < 0], each with its standard error s/√N.
 
@@ -71,6 +73,7 @@ class GradientStatistics:
         reference: Tensor,
         n_total: int,
         reference_se: Tensor | None = None,
+        reference_df: float = math.inf,
         groups: int = DEFAULT_GROUPS,
     ) -> None:
         if n_total < 1:
@@ -78,6 +81,7 @@ class GradientStatistics:
         device = reference.device
         self.reference = reference.to(torch.float64)
         self.reference_se = None if reference_se is None else reference_se.double().cpu()
+        self.reference_df = reference_df
         self.n_total = n_total
         self.groups = max(1, min(groups, n_total))
         width = self.reference.numel() + _EXTRA
@@ -159,7 +163,15 @@ class GradientStatistics:
         mean, m2, shift = self.mean.cpu(), self.m2.cpu(), self.shift.cpu()
         nonfinite = int(self.nonfinite.cpu())
         return summarise(
-            count, mean, m2, self.reference.cpu(), nonfinite, self.eps, shift, self.reference_se
+            count,
+            mean,
+            m2,
+            self.reference.cpu(),
+            nonfinite,
+            self.eps,
+            shift,
+            self.reference_se,
+            self.reference_df,
         )
 
 
@@ -277,6 +289,19 @@ def _bias_z(bias: Tensor, bias_se: Tensor, reference: Tensor, eps: float) -> Ten
     return bias.abs() / torch.sqrt(bias_se**2 + floor**2)
 
 
+def _welch_degrees_of_freedom(
+    run_error: Tensor, run_df: int, reference_error: Tensor, reference_df: float
+) -> float:
+    """The smallest Welch–Satterthwaite ν_j of a + b over the coordinates where a + b > 0
+    (a = ``run_error``, b = ``reference_error``, squared standard errors ``[P]``)."""
+    total = run_error + reference_error
+    usable = total > 0
+    if not bool(usable.any()) or run_df < 1:
+        return float(max(run_df, 0))
+    spread = run_error**2 / run_df + reference_error**2 / reference_df
+    return float((total[usable] ** 2 / spread[usable]).min())
+
+
 def summarise(
     count: Tensor,
     mean: Tensor,
@@ -286,12 +311,14 @@ def summarise(
     eps: float = torch.finfo(torch.float64).eps,
     shift: Tensor | None = None,
     reference_se: Tensor | None = None,
+    reference_df: float = math.inf,
 ) -> Summary:
     """Statistics from per-group moments: ``count [G]``, ``mean``/``m2`` ``[G, P + 3]``.
 
     ``mean`` holds the means of values − ``shift`` (``[P + 3]``, zero by default); ``eps`` is the
     machine epsilon of the estimates' dtype (it sets the rounding floor of the bias test);
-    ``reference_se`` ``[P]`` is the standard error of an estimated reference (None: exact).
+    ``reference_se`` ``[P]`` is the standard error of an estimated reference (None: exact), on
+    ``reference_df`` degrees of freedom.
     """
     P = reference.numel()
     total, pooled_mean, pooled_m2 = _pool(count, mean, m2)
@@ -316,13 +343,18 @@ def summarise(
     )
 
     bias = grad_mean - reference
-    bias_se = (grad_var / max(n, 1)).sqrt()
+    run_error = grad_var / max(n, 1)
+    bias_se = run_error.sqrt()
+    degrees_of_freedom = float(n - 1)
     if reference_se is not None:
-        bias_se = torch.sqrt(bias_se**2 + reference_se**2)
+        bias_se = torch.sqrt(run_error + reference_se**2)
+        degrees_of_freedom = _welch_degrees_of_freedom(
+            run_error, n - 1, reference_se**2, reference_df
+        )
     bias_z = _bias_z(bias, bias_se, reference, eps)
     defined = bias_z[~torch.isnan(bias_z)]
     z_max = float(defined.max()) if defined.numel() else nan
-    tail = student_t.two_sided_p(z_max, n - 1) if n > 1 else nan
+    tail = student_t.two_sided_p(z_max, degrees_of_freedom) if n > 1 else nan
     bias_p = min(1.0, defined.numel() * tail) if defined.numel() else nan
 
     def mean_and_se(column: int) -> tuple[float, float]:

@@ -251,7 +251,7 @@ class GaussianVAE(_VariationalAutoencoder):
         # Equal-sized groups up to one sample: the spread of group means / √G.
         standard_error = means.std(0) / math.sqrt(REFERENCE_GROUPS)
         analytic = self.analytic_gradient(params)
-        return Reference(mean + analytic, standard_error)
+        return Reference(mean + analytic, standard_error, REFERENCE_GROUPS - 1)
 
 
 class BernoulliVAE(_VariationalAutoencoder):
