@@ -56,6 +56,10 @@ class Capability(StrEnum):
     RELAXED_COST = "relaxed cost"
 
 
+#: References computed in this process, by objective class, settings and parameter value.
+_references: dict[tuple, Reference] = {}
+
+
 @dataclass(frozen=True)
 class Reference:
     """The gradient that bias is measured against: ``gradient`` ``[P]`` float64 on the CPU, and
@@ -68,7 +72,12 @@ class Reference:
 
 
 class Objective(ABC):
-    """Base class of objectives; subclasses declare ``name``, ``description`` and ``settings``."""
+    """Base class of objectives; subclasses declare ``name``, ``description`` and ``settings``.
+
+    An objective is determined by its class and its settings: two instances with the same
+    settings define the same J, and share their reference gradient (:meth:`reference_at`).
+    State that changes J belongs in a setting.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]
@@ -146,15 +155,17 @@ class Objective(ABC):
         return Reference(self.exact_gradient(params))
 
     def reference_at(self, params: Params) -> Reference:
-        """:meth:`reference_gradient`, computed once per parameter value for this instance (the
-        pairs of one objective share it; an estimated reference can take seconds)."""
-        key = tuple(
-            (name, value.dtype, value.cpu().numpy().tobytes()) for name, value in params.items()
+        """:meth:`reference_gradient`, computed once per process for each objective class,
+        settings and parameter value (an estimated reference can take a second, and every pair
+        of a comparison, every task of a sweep, needs it)."""
+        key = (
+            type(self),
+            tuple(sorted(self.config.items())),
+            tuple((k, v.dtype, v.cpu().numpy().tobytes()) for k, v in params.items()),
         )
-        cache = self.__dict__.setdefault("_references", {})
-        if key not in cache:
-            cache[key] = self.reference_gradient(params)
-        return cache[key]
+        if key not in _references:
+            _references[key] = self.reference_gradient(params)
+        return _references[key]
 
     def analytic_gradient(self, params: Params) -> Tensor | None:
         """∇h as a flat float64 vector ``[P]``, or None when there is no analytic term."""
