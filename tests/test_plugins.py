@@ -233,3 +233,21 @@ def test_ctrl_c_keeps_the_finished_rows_and_says_where(tmp_path):
     assert f"1 finished pair(s) are in the table above and in {target}" in result.stderr
     rows = target.read_text().splitlines()
     assert len(rows) == 2 and rows[1].startswith("gaussian-square,reinforce,ok")
+
+
+def test_ctrl_c_before_any_pair_finished_skips_the_figure_and_still_exits_130(tmp_path):
+    spec = write(
+        tmp_path / "interrupt_first.py",
+        "import gradbench\n@gradbench.register_estimator\nclass Stop(gradbench.Estimator):\n"
+        "    name = 'zz-ctrl-c-first'\n    description = 'a user pressing Ctrl-C at once'\n"
+        "    def estimate(self, objective, params, n, generator):\n"
+        "        raise KeyboardInterrupt\n",
+    )
+    figure, table = tmp_path / "partial.png", tmp_path / "partial.csv"
+    result = invoke(
+        "compare", "gaussian-square", "-e", "zz-ctrl-c-first", *QUICK,
+        "--csv", str(table), "--plot", str(figure), "--plugin", spec,
+    )  # fmt: skip
+    assert result.exit_code == 130
+    assert f"--plot {figure} not written" in result.stderr
+    assert not figure.exists() and table.exists()

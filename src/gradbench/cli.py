@@ -258,19 +258,24 @@ def _check_figure(path: Path | None, flag: str, overwrite: bool) -> None:
         require_matplotlib()
 
 
-def _write_outputs(comparison: Comparison, outputs: dict[str, Path | None]) -> None:
-    """Write each requested file (keyed by its flag), each atomically."""
-    writers = {
-        "--csv": comparison.write_csv,
-        "--detail-csv": comparison.write_detail_csv,
-        "--json": comparison.write_json,
-        "--markdown": lambda path: write_atomic(path, markdown_table(comparison.table())),
-        "--plot": lambda path: write_figure(figure_data(StoredResult.of(comparison)), path),
-    }
+def _write_outputs(
+    writers: dict[str, Callable[[Path], None]],
+    outputs: dict[str, Path | None],
+    interrupted: bool,
+) -> None:
+    """Write each requested file (keyed by its flag), each atomically. An interrupted run may
+    have nothing to draw yet: its figure is then skipped with a warning, not an error."""
     for flag, path in outputs.items():
-        if path is not None:
+        if path is None:
+            continue
+        try:
             writers[flag](path)
-            print(f"wrote {path}", file=sys.stderr)
+        except InputError as error:
+            if not (interrupted and flag == "--plot"):
+                raise
+            _warn(f"{flag} {path} not written: {error}")
+            continue
+        print(f"wrote {path}", file=sys.stderr)
 
 
 @app.command()
@@ -333,8 +338,15 @@ def compare(
     failed = int((table["status"] == "failed").sum())
     if failed:
         print(f"{failed} pair(s) failed; their reason is in the table", file=sys.stderr)
+    writers = {
+        "--csv": comparison.write_csv,
+        "--detail-csv": comparison.write_detail_csv,
+        "--json": comparison.write_json,
+        "--markdown": lambda path: write_atomic(path, markdown_table(comparison.table())),
+        "--plot": lambda path: write_figure(figure_data(StoredResult.of(comparison)), path),
+    }
     try:
-        _write_outputs(comparison, outputs)
+        _write_outputs(writers, outputs, comparison.interrupted)
     except (OSError, InputError) as error:
         _error(f"could not write output: {error}")
         raise typer.Exit(RUNTIME_ERROR) from None
@@ -661,10 +673,7 @@ def sweep(
         ),
     }
     try:
-        for flag, path in outputs.items():
-            if path is not None:
-                writers[flag](path)
-                print(f"wrote {path}", file=sys.stderr)
+        _write_outputs(writers, outputs, result.interrupted)
     except (OSError, InputError) as error:
         _error(f"could not write output: {error}")
         raise typer.Exit(RUNTIME_ERROR) from None
