@@ -357,3 +357,22 @@ def test_the_summary_shows_each_grid_point_with_its_spread(tmp_path):
         result.stdout.split()
     )
     assert "wrote" not in result.stdout
+
+
+def test_resume_runs_failed_tasks_again(tmp_path, monkeypatch):
+    log, csv = tmp_path / "computed.log", tmp_path / "sweep.csv"
+    monkeypatch.setenv("GRADBENCH_TRIPWIRE_LOG", str(log))
+    monkeypatch.setenv("GRADBENCH_TRIPWIRE", "fail")
+    monkeypatch.setenv("GRADBENCH_TRIPWIRE_AT", "1")
+    first = invoke(*tripwire_sweep(csv))
+    assert first.exit_code == 0, first.stderr
+    assert list(pd.read_csv(csv).status) == ["ok", "failed", "ok", "ok"]
+    log.unlink()
+    monkeypatch.delenv("GRADBENCH_TRIPWIRE")
+    resumed = invoke(*tripwire_sweep(csv, "--resume"))
+    assert resumed.exit_code == 0, resumed.stderr
+    assert computed(log) == ["1"]  # only the failed task ran again
+    assert list(pd.read_csv(csv).status) == ["ok"] * 4
+    log.unlink()
+    again = invoke(*tripwire_sweep(csv, "--resume"))
+    assert again.exit_code == 0 and computed(log) == []  # its new record replaced the old

@@ -79,13 +79,14 @@ class Journal:
                 )
 
     def finished(self) -> dict[str, dict]:
-        """The record of every finished task by key (the first one where a key repeats)."""
+        """The record of every finished task by key; where a key repeats, the latest (a task
+        that failed and ran again on resume)."""
         records: dict[str, dict] = {}
         for path in sorted(self.directory.glob(f"*{SESSION_SUFFIX}")):
             for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
                 record = _parse(line)
                 if record is not None:
-                    records.setdefault(record["task"], record)
+                    records[record["task"]] = record
         return records
 
     def append(self, record: dict) -> None:

@@ -432,10 +432,15 @@ def _run(
     result: SweepResult,
     on_progress: ProgressCallback | None,
 ) -> None:
-    """Run the tasks that the journal does not hold, recording each as it finishes."""
+    """Run the tasks that the journal does not hold, recording each as it finishes. A task
+    whose pair failed (out of memory, say) runs again: its record is replaced."""
     if store is not None:
         planned = {task.key for task in tasks}
-        result.records.update((k, r) for k, r in store.finished().items() if k in planned)
+        result.records.update(
+            (key, record)
+            for key, record in store.finished().items()
+            if key in planned and all(row["status"] != "failed" for row in record["rows"])
+        )
     result.reused = len(result.records)
     todo = [task for task in tasks if task.key not in result.records]
     if on_progress is not None:

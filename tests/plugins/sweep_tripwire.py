@@ -3,7 +3,8 @@
 `tripwire` appends the objective's setting k to the file GRADBENCH_TRIPWIRE_LOG on each call.
 When k equals GRADBENCH_TRIPWIRE_AT it stops the sweep: GRADBENCH_TRIPWIRE=interrupt raises
 KeyboardInterrupt (a user's Ctrl-C), GRADBENCH_TRIPWIRE=kill sends its own process SIGKILL (a
-crash: no handler, no cleanup). Without GRADBENCH_TRIPWIRE it only logs.
+crash: no handler, no cleanup); GRADBENCH_TRIPWIRE=fail raises an error, so that task's pair
+fails (an out-of-memory, say) and the sweep goes on. Without GRADBENCH_TRIPWIRE it only logs.
 """
 
 import os
@@ -28,4 +29,6 @@ class Tripwire(Reinforce):
                 raise KeyboardInterrupt
             if action == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if action == "fail":
+                raise RuntimeError("tripwire: a failing pair")
         return super().estimate(objective, params, n, generator)
