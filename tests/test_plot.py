@@ -300,6 +300,14 @@ def test_bad_input_is_one_line_and_exit_2(k_sweep_files, tmp_path):
     assert "missing columns" in bad("report", str(tmp_path / "junk.csv"))
     (tmp_path / "junk.json").write_text("[1, 2]")
     assert "no 'results' list" in bad("report", str(tmp_path / "junk.json"))
+    (tmp_path / "rows.json").write_text('{"results": [1, 2]}')
+    assert "no 'results' list" in bad("report", str(tmp_path / "rows.json"))
+    table = pd.read_csv(main)
+    table["variance"] = table["variance"].astype(object)
+    table.loc[0, "variance"] = "abc"
+    table.to_csv(tmp_path / "text.csv", index=False)
+    not_numbers = bad("report", str(tmp_path / "text.csv"))
+    assert "'variance' holds values that are not numbers" in not_numbers
     Path(out).write_bytes(b"keep")
     assert "--overwrite" in bad("plot", str(main), "--out", out)
     assert Path(out).read_bytes() == b"keep"

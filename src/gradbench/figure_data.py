@@ -153,7 +153,8 @@ def _axes(frame: pd.DataFrame) -> list[str]:
 def _choose_axis(ok: pd.DataFrame, x: str | None) -> str | None:
     axes = _axes(ok)
     if x is None:
-        return next((a for a in axes if ok[a].nunique() > 1), None)
+        numeric = [a for a in axes if pd.api.types.is_numeric_dtype(ok[a])]
+        return next((a for a in numeric if ok[a].nunique() > 1), None)
     name = x if x.startswith(AXIS_PREFIX) else AXIS_PREFIX + x
     if name not in axes:
         valid = ", ".join(a.removeprefix(AXIS_PREFIX) for a in axes) or "none (not a sweep)"

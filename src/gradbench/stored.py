@@ -24,6 +24,23 @@ SUFFIXES = (".csv", ".json")
 REQUIRED_COLUMNS = ("objective", "estimator", "status", "variance")
 #: Text columns that are empty for most rows; CSV readers turn an empty cell into NaN.
 TEXT_COLUMNS = ("reason", "warnings")
+#: Columns of the main table that are not numbers; every other one of COLUMNS is.
+_NOT_NUMBERS = (
+    "objective",
+    "estimator",
+    "status",
+    "reason",
+    "best",
+    "device",
+    "device_name",
+    "dtype",
+    "declared_unbiased",
+    "reference",
+    "warnings",
+    "gradbench_version",
+    "torch_version",
+)
+NUMBER_COLUMNS = tuple(c for c in COLUMNS if c not in _NOT_NUMBERS)
 #: Columns of options and settings (and a sweep's axes), integer-typed when every value is.
 VARIABLE_PREFIXES = ("setting_", "option_", "param_")
 
@@ -103,6 +120,8 @@ def _read_json(path: Path) -> StoredResult:
         document = json.loads(path.read_text(encoding="utf-8"))
         rows, details = document["results"], document.get("details")
         provenance = document.get("provenance") or {}
+        if not all(isinstance(row, dict) for row in rows):
+            raise TypeError("a result row is not an object")
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{str(path)!r} is not a readable JSON file: {error}") from None
     except (KeyError, TypeError):
@@ -147,7 +166,15 @@ def _main_table(table: pd.DataFrame, path: Path) -> pd.DataFrame:
             + ", ".join(missing)
         )
     older = {c: False if c == "best" else math.nan for c in COLUMNS if c not in table.columns}
-    table = table.assign(**older).astype(dict.fromkeys(INTEGER_COLUMNS, "Int64"))
+    table = table.assign(**older)
+    for column in NUMBER_COLUMNS:
+        try:
+            numbers = pd.to_numeric(table[column])
+            table[column] = numbers.astype("Int64") if column in INTEGER_COLUMNS else numbers
+        except (ValueError, TypeError):
+            raise InputError(
+                f"{str(path)!r}: column {column!r} holds values that are not numbers"
+            ) from None
     for column in TEXT_COLUMNS:
         table[column] = ["" if pd.isna(value) else str(value) for value in table[column]]
     return table
