@@ -160,6 +160,7 @@ def test_aggregate_is_the_mean_and_standard_error_over_replicates():
             assert row[f"{metric}_mean"] == pytest.approx(values.mean(), rel=1e-12)
             se = values.std(ddof=1) / math.sqrt(3)
             assert row[f"{metric}_se"] == pytest.approx(se, rel=1e-9, abs=1e-300)
+        assert row["bias_p"] == pytest.approx(min(1.0, 3 * group["bias_p"].min()), rel=1e-12)
     single = sweep(["gaussian-square"], ["reinforce"], {"k": [0]}, **QUICK).aggregate()
     assert math.isnan(single.variance_se[0]) and not math.isnan(single.variance_mean[0])
 

@@ -66,16 +66,21 @@ def duration(seconds: float) -> str:
     return f"{seconds / 1e-9:.3g} ns"
 
 
+def bias_verdict(row: dict) -> str:
+    """``n.s.`` or ``p=…`` for a row's ``bias_p``, with ``ref ±r`` for an estimated reference."""
+    verdict = f"p={row['bias_p']:.1g}" if bias_is_significant(row) else "n.s."
+    reference_se = row.get("reference_se_max")  # absent or empty: an exact reference
+    if reference_se is not None and not pd.isna(reference_se):
+        verdict += f", ref ±{number(reference_se)}"
+    return verdict
+
+
 def bias_cell(row: dict) -> str:
     """‖bias‖ with the verdict of its test: ``n.s.`` when not distinguishable from zero; and
     ``ref ±r`` when the reference is itself estimated, r its largest standard error."""
     if math.isnan(row["bias_p"]):
         return number(row["bias_norm"])
-    verdict = f"p={row['bias_p']:.1g}" if bias_is_significant(row) else "n.s."
-    reference_se = row.get("reference_se_max")  # absent or empty: an exact reference
-    if reference_se is not None and not pd.isna(reference_se):
-        verdict += f", ref ±{number(reference_se)}"
-    return f"{number(row['bias_norm'])} ({verdict})"
+    return f"{number(row['bias_norm'])} ({bias_verdict(row)})"
 
 
 def cells(row: dict) -> list[str]:
@@ -318,7 +323,7 @@ def sweep_cells(row: dict, axes: tuple[str, ...]) -> list[str]:
         *values,
         str(row["replicates"]),
         spread("variance"),
-        spread("bias_norm"),
+        f"{spread('bias_norm')} ({bias_verdict(row)})",
         spread("mse"),
         timing,
         spread("work_variance"),
@@ -338,7 +343,9 @@ def sweep_caption(result: SweepResult) -> str:
     return (
         f"{done}{run}; {result.executor}. Each cell: mean ± standard error over the replicates"
         f" of its point, each run with its own seed (from seed {result.options.seed} and the"
-        f" task). timings: {result.timing_note()}."
+        " task). bias: n.s. = no replicate's bias test rejects (smallest p × replicates"
+        f" ≥ {BIAS_SIGNIFICANCE:g}); for an unbiased estimator the mean ‖bias‖ is its noise"
+        f" floor, ≈ √(variance/n). timings: {result.timing_note()}."
     )
 
 

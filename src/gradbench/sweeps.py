@@ -24,7 +24,9 @@ Outputs, all views of the finished tasks' records:
   ``timing_contention`` and ``torch_threads``.
 - :meth:`SweepResult.aggregate`: one row per (objective, estimator, grid point): ``status``,
   ``replicates`` (the ok ones, which the statistics use), ``<m>_mean`` and ``<m>_se`` (the
-  standard error s/√R across replicates; NaN with one) of each metric in :data:`METRICS`.
+  standard error s/√R across replicates; NaN with one) of each metric in :data:`METRICS`,
+  ``bias_p`` (the replicates' smallest bias p-value × R: a Bonferroni test over them) and
+  ``reference_se_max``.
 - :meth:`SweepResult.detail_table`: one row per task and gradient coordinate.
 
 **Timings.** With ``exclusive_timing`` (the default) each task holds its device's lock
@@ -301,11 +303,14 @@ class SweepResult:
             )
             for metric in METRICS:
                 row[f"{metric}_mean"], row[f"{metric}_se"] = _mean_and_se(ok[metric])
+            row["bias_p"] = _combined_bias_p(ok["bias_p"])
+            row["reference_se_max"] = ok["reference_se_max"].max()
             row["timing_contention"] = bool(ok["timing_contention"].any())
             rows.append(row)
         columns = [*keys, "status", "replicates", "n_samples"]
         columns += [f"{m}_{s}" for m in METRICS for s in ("mean", "se")]
-        return pd.DataFrame(rows, columns=[*columns, "timing_contention"])
+        columns += ["bias_p", "reference_se_max", "timing_contention"]
+        return pd.DataFrame(rows, columns=columns)
 
     def timing_note(self) -> str:
         """How the timings were taken, for the footnote under the summary."""
@@ -328,6 +333,14 @@ class SweepResult:
 
     def write_detail_csv(self, path: str | Path) -> None:
         write_atomic(path, self.detail_table().to_csv(index=False))
+
+
+def _combined_bias_p(p_values: pd.Series) -> float:
+    """Whether any replicate's bias test rejects: its smallest p-value × R (Bonferroni over the R
+    replicates); NaN when none has one. The mean ‖bias‖ alone is no test: for an unbiased
+    estimator it is the noise floor, about √(variance/n)."""
+    defined = p_values.dropna()
+    return min(1.0, len(defined) * float(defined.min())) if len(defined) else math.nan
 
 
 def _mean_and_se(values: pd.Series) -> tuple[float, float]:
