@@ -32,17 +32,11 @@ GAUSSIAN_SETTINGS = (
 )
 
 
-class GaussianObjective(Objective):
-    """Shared sampler and parameters of the Gaussian family; subclasses add c(x) and E[c(x)]."""
+class DiagonalGaussian(Objective):
+    """q_θ = N(μ, diag σ²) with parameters ``mu`` and ``sigma`` ``[D]``, sampled as
+    x = μ + σ ⊙ ε, ε ~ N(0, I); subclasses give θ's values, the cost and J."""
 
     offers = frozenset({Capability.COMMON_NOISE, Capability.GAUSSIAN})
-
-    def parameters(self) -> Params:
-        dim = int(self.setting("dim"))
-        return {
-            "mu": torch.full((dim,), self.setting("mu"), dtype=torch.float64),
-            "sigma": torch.full((dim,), self.setting("sigma"), dtype=torch.float64),
-        }
 
     def distribution(self, params: Params) -> Distribution:
         # Settings are validated once; per-call validation would sync a GPU on every chunk.
@@ -57,6 +51,17 @@ class GaussianObjective(Objective):
 
     def transform(self, noise: Tensor, params: Params) -> Tensor:
         return params["mu"] + params["sigma"] * noise
+
+
+class GaussianObjective(DiagonalGaussian):
+    """The Gaussian family's settings and separable costs; subclasses add c(x) and E[c(x)]."""
+
+    def parameters(self) -> Params:
+        dim = int(self.setting("dim"))
+        return {
+            "mu": torch.full((dim,), self.setting("mu"), dtype=torch.float64),
+            "sigma": torch.full((dim,), self.setting("sigma"), dtype=torch.float64),
+        }
 
     def cost(self, x: Tensor, params: Params) -> Tensor:
         return self.coordinate_cost(x).sum(-1)

@@ -30,11 +30,10 @@ from functools import cache
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Independent, Normal
 
 from gradbench.constants import on_device_of
-from gradbench.objective import Capability, Objective
 from gradbench.objectives.datasets import breast_cancer
+from gradbench.objectives.gaussian import DiagonalGaussian
 from gradbench.params import Params
 from gradbench.quadrature import Rule, hermite_rule, normal_rule
 from gradbench.settings import Setting, at_least, positive
@@ -43,7 +42,7 @@ WARMUP_LEARNING_RATE = 0.05
 WARMUP_NODES = 32
 
 
-class BayesianLogisticRegression(Objective):
+class BayesianLogisticRegression(DiagonalGaussian):
     """ELBO of Bayesian logistic regression on breast cancer; parameters ``mu``, ``sigma``."""
 
     name = "bayes-logreg"
@@ -53,26 +52,11 @@ class BayesianLogisticRegression(Objective):
         Setting("prior_scale", float, 1.0, "prior standard deviation τ of every weight", positive),
         Setting("warmup", int, 50, "Adam steps on the exact ELBO from the prior", at_least(0)),
     )
-    offers = frozenset({Capability.COMMON_NOISE, Capability.GAUSSIAN})
     default_samples = 2000
 
     def parameters(self) -> Params:
         mu, sigma = _warm_start(self.setting("prior_scale"), int(self.setting("warmup")))
         return {"mu": mu.clone(), "sigma": sigma.clone()}
-
-    def distribution(self, params: Params) -> Distribution:
-        # Settings are validated once; per-call validation would sync a GPU on every chunk.
-        normal = Normal(params["mu"], params["sigma"], validate_args=False)
-        return Independent(normal, 1, validate_args=False)
-
-    def noise(self, n: int, params: Params, generator: torch.Generator) -> Tensor:
-        mu = params["mu"]
-        return torch.randn(
-            (n, mu.shape[-1]), generator=generator, dtype=mu.dtype, device=generator.device
-        )
-
-    def transform(self, noise: Tensor, params: Params) -> Tensor:
-        return params["mu"] + params["sigma"] * noise
 
     def cost(self, x: Tensor, params: Params) -> Tensor:
         """Σ_i log sigmoid(y_i x_iᵀ w) for weights ``x`` ``[*S, 31]`` → ``[*S]``."""
