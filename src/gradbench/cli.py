@@ -250,6 +250,16 @@ def _check_output(path: Path | None, flag: str, overwrite: bool) -> None:
         raise InputError(f"{flag} {str(path)!r}: not writable")
 
 
+def _checked_outputs(
+    tables: dict[str, Path | None], plot: Path | None, overwrite: bool
+) -> dict[str, Path | None]:
+    """The output files by flag, tables and ``--plot``, each checked before anything runs."""
+    for flag, path in tables.items():
+        _check_output(path, flag, overwrite)
+    _check_figure(plot, "--plot", overwrite)
+    return {**tables, "--plot": plot}
+
+
 def _check_figure(path: Path | None, flag: str, overwrite: bool) -> None:
     """Refuse a figure path that cannot be written, or plotting without matplotlib, up front."""
     if path is not None:
@@ -310,11 +320,8 @@ def compare(
     """Measure bias, variance and cost of each estimator on each objective."""
     _load_plugins(plugin)
     try:
-        outputs = {"--csv": csv, "--detail-csv": detail_csv, "--json": json, "--markdown": markdown}
-        for flag, path in outputs.items():
-            _check_output(path, flag, overwrite)
-        _check_figure(plot, "--plot", overwrite)
-        outputs["--plot"] = plot
+        tables = {"--csv": csv, "--detail-csv": detail_csv, "--json": json, "--markdown": markdown}
+        outputs = _checked_outputs(tables, plot, overwrite)
         comparison = _run_with_progress(
             objectives=objectives,
             estimators=estimator,
@@ -628,11 +635,8 @@ def sweep(
             check_resumable(csv)
         if csv is not None and aggregate_csv is None:
             aggregate_csv = aggregate_path(csv)
-        outputs = {"--csv": csv, "--aggregate-csv": aggregate_csv, "--detail-csv": detail_csv}
-        for flag, path in outputs.items():
-            _check_output(path, flag, overwrite or resume)
-        _check_figure(plot, "--plot", overwrite or resume)
-        outputs["--plot"] = plot
+        tables = {"--csv": csv, "--aggregate-csv": aggregate_csv, "--detail-csv": detail_csv}
+        outputs = _checked_outputs(tables, plot, overwrite or resume)
         result = _sweep_with_progress(
             objectives=objectives,
             estimators=estimator,
