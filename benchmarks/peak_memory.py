@@ -17,7 +17,7 @@ import sys
 
 CHILD = """
 import resource, sys, torch
-from gradbench.engine import RunConfig, run_pair
+from gradbench.engine.run import RunConfig, run_pair
 from gradbench.estimators.reparam import Reparam
 from gradbench.objectives.gaussian import GaussianSquare
 n, device, chunk = int(sys.argv[1]), torch.device(sys.argv[2]), int(sys.argv[3])

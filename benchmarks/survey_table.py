@@ -14,9 +14,9 @@ import argparse
 from pathlib import Path
 
 from gradbench import run_comparison
-from gradbench.display import number
 from gradbench.objectives.gaussian import GaussianCos, GaussianSquare
-from gradbench.results import write_atomic
+from gradbench.records.comparison import write_atomic
+from gradbench.report.tables import number
 
 ESTIMATORS = [
     "reinforce",

@@ -13,7 +13,7 @@ import pytest
 import torch
 from throughput import closed_form, hand_loop
 
-from gradbench.engine import RunConfig, choose_chunk_size, run_pair
+from gradbench.engine.run import RunConfig, choose_chunk_size, run_pair
 from gradbench.estimators.finite_difference import CentralDifference
 from gradbench.estimators.reinforce import Reinforce
 from gradbench.estimators.reparam import Reparam

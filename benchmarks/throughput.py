@@ -21,16 +21,16 @@ from collections.abc import Callable
 
 import torch
 
-from gradbench.engine import RunConfig, choose_chunk_size, run_pair
-from gradbench.estimator import Estimator
+from gradbench.core.estimator import Estimator
+from gradbench.core.objective import Objective
+from gradbench.core.params import ParamLayout, Params
+from gradbench.engine.run import RunConfig, choose_chunk_size, run_pair
+from gradbench.engine.timing import synchronize
 from gradbench.estimators.finite_difference import CentralDifference
 from gradbench.estimators.reinforce import Reinforce
 from gradbench.estimators.reparam import Reparam
-from gradbench.objective import Objective
 from gradbench.objectives.bernoulli import BernoulliToy
 from gradbench.objectives.gaussian import GaussianSquare
-from gradbench.params import ParamLayout, Params
-from gradbench.timing import synchronize
 
 
 def hand_loop(objective: Objective, estimator: Estimator, params: Params, n: int, generator):

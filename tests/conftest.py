@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gradbench import plugins
+from gradbench.extend import plugins
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from reference import Moments, expectation, moments, two_point_moments
 
-from gradbench.engine import RunConfig, run_pair
+from gradbench.engine.run import RunConfig, run_pair
 from gradbench.estimators.augment_reinforce_merge import AugmentReinforceMerge, DisARM
 from gradbench.estimators.finite_difference import CentralDifference
 from gradbench.estimators.measure_valued import CoupledMeasureValued

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from gradbench import registry
-from gradbench.cli import app
-from gradbench.results import COLUMNS, DETAIL_COLUMNS
+from gradbench.cli.app import app
+from gradbench.extend import registry
+from gradbench.records.comparison import COLUMNS, DETAIL_COLUMNS
 
 runner = CliRunner()
 OBJECTIVES = [

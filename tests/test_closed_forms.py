@@ -15,7 +15,7 @@ import pytest
 import torch
 from reference import Moments, expectation, moments, two_point_moments
 
-from gradbench.engine import RunConfig, run_pair
+from gradbench.engine.run import RunConfig, run_pair
 from gradbench.estimators.finite_difference import CentralDifference
 from gradbench.estimators.reinforce import Reinforce
 from gradbench.estimators.reparam import Reparam

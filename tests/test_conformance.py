@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gradbench import registry
-from gradbench.conformance import CHECK_OBJECTIVES, FAIL, check_estimator
+from gradbench.extend import registry
+from gradbench.extend.conformance import CHECK_OBJECTIVES, FAIL, check_estimator
 
 
 @pytest.mark.parametrize("name", registry.estimators.names())

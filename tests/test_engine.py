@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from gradbench import compare, run_comparison
-from gradbench.engine import RunConfig, choose_chunk_size, derive_seed, run_pair, timing_batch
-from gradbench.errors import InputError
-from gradbench.estimator import Estimator
+from gradbench.core.errors import InputError
+from gradbench.core.estimator import Estimator
+from gradbench.engine.run import RunConfig, choose_chunk_size, derive_seed, run_pair, timing_batch
 from gradbench.estimators.reinforce import Reinforce
 from gradbench.objectives.gaussian import GaussianSquare
 
@@ -162,7 +162,7 @@ def test_chunk_size_shrinks_with_evaluations_and_dimension():
 
 
 def test_chunk_budget_is_capped_by_free_memory(monkeypatch):
-    from gradbench import memory
+    from gradbench.engine import memory
 
     monkeypatch.setattr(memory, "free_bytes", lambda device: 2**20)
     assert memory.chunk_budget(torch.device("cpu")) == 2**19

@@ -19,22 +19,22 @@ import pytest
 import torch
 from torch import nn
 
-from gradbench import constants
-from gradbench.constants import on_device_of
-from gradbench.engine import RunConfig, run_pair
+from gradbench.analysis.quadrature import Rule
+from gradbench.core import device_copies as constants
+from gradbench.core.device_copies import on_device_of
+from gradbench.core.objective import flat_gradient
+from gradbench.engine.run import RunConfig, run_pair
 from gradbench.estimators.augment_reinforce_merge import DisARM
 from gradbench.estimators.finite_difference import CentralDifference
 from gradbench.estimators.reinforce import Reinforce
 from gradbench.estimators.reparam import Reparam
 from gradbench.estimators.sample_baselines import LeaveOneOut
-from gradbench.networks import batched_call, module_parameters
-from gradbench.objective import flat_gradient
 from gradbench.objectives.logistic_regression import (
     BayesianLogisticRegression,
     expected_log_likelihood,
 )
+from gradbench.objectives.networks import batched_call, module_parameters
 from gradbench.objectives.vae import BernoulliVAE, GaussianVAE
-from gradbench.quadrature import Rule
 
 ALPHA = 1e-4
 

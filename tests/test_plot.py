@@ -15,14 +15,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from gradbench import figure_data as figure_module
 from gradbench import run_comparison
-from gradbench.cli import app
-from gradbench.display import markdown_table
-from gradbench.figure_data import figure_data
+from gradbench.cli.app import app
 from gradbench.objectives.gaussian import GaussianSquare
-from gradbench.stored import read_result
-from gradbench.student_t import quantile
+from gradbench.records.stored import read_result
+from gradbench.report.figure import build as figure_module
+from gradbench.report.figure.build import figure_data
+from gradbench.report.tables import markdown_table
+from gradbench.stats.distributions import quantile
 
 ESTIMATORS = ["reinforce", "reparam", "mvd", "disarm"]  # disarm: skipped on a Gaussian
 runner = CliRunner()

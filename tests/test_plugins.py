@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 import gradbench
-from gradbench import plugins, registry
-from gradbench.cli import app
+from gradbench.cli.app import app
+from gradbench.extend import plugins, registry
 
 ROOT = Path(__file__).resolve().parents[1]
 SINGLE_FILE = ROOT / "examples" / "single_file_plugin.py"
@@ -188,7 +188,7 @@ def test_a_plugin_is_refused_whole(tmp_path):
     ("spec", "fragments"),
     [
         ("gradbench.estimators.reparam:Nope", ["AttributeError", "Nope"]),
-        ("gradbench.settings:positive", ["not a gradbench Estimator or Objective subclass"]),
+        ("gradbench.core.settings:positive", ["not a gradbench Estimator or Objective subclass"]),
         ("missing/plugin.py", ["no such file"]),
     ],
 )

@@ -21,8 +21,8 @@ from reference import Moments
 from torch import Tensor
 from typer.testing import CliRunner
 
-from gradbench.cli import app
-from gradbench.engine import RunConfig, run_pair
+from gradbench.cli.app import app
+from gradbench.engine.run import RunConfig, run_pair
 from gradbench.estimators.finite_difference import SimultaneousPerturbation
 from gradbench.estimators.optimal_baseline import OptimalBaseline
 from gradbench.estimators.reinforce import Reinforce

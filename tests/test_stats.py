@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradbench import student_t
-from gradbench.stats import ROUNDING_EPSILONS, GradientStatistics, summarise
+from gradbench.stats import distributions as student_t
+from gradbench.stats.summary import ROUNDING_EPSILONS, GradientStatistics, summarise
 
 
 def streamed(estimates: torch.Tensor, reference: torch.Tensor, chunks: list[int], groups=64):
@@ -77,7 +77,7 @@ def test_a_large_offset_loses_no_variance_precision():
 
 def test_leave_one_group_out_moments_equal_recomputation():
     """The jackknife's M2 without group g, by reverse Chan merge, equals recomputing it."""
-    from gradbench.stats import _leave_one_group_out, _pool
+    from gradbench.stats.summary import _leave_one_group_out, _pool
 
     g = torch.randn(60, 3, dtype=torch.float64) + 100.0
     groups = torch.arange(60) * 4 // 60

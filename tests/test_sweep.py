@@ -17,14 +17,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from gradbench.cli import app
-from gradbench.device_lock import DeviceLock
-from gradbench.engine import derive_seed
-from gradbench.executors import DaskCluster
-from gradbench.grid import Axis, parse_list, parse_scan
-from gradbench.journal import Journal
-from gradbench.results import COLUMNS, DETAIL_COLUMNS
-from gradbench.sweeps import METRICS, sweep
+from gradbench.cli.app import app
+from gradbench.engine.run import derive_seed
+from gradbench.records.comparison import COLUMNS, DETAIL_COLUMNS
+from gradbench.sweep.device_lock import DeviceLock
+from gradbench.sweep.executors import DaskCluster
+from gradbench.sweep.grid import Axis, parse_list, parse_scan
+from gradbench.sweep.journal import Journal
+from gradbench.sweep.orchestration import METRICS, sweep
 
 fcntl = pytest.importorskip("fcntl")
 

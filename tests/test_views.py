@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import stat
 
-from gradbench.display import bias_cell, duration, markdown_table, number, objective_labels
-from gradbench.results import COLUMNS, Comparison, mark_best, write_atomic
+from gradbench.records.comparison import COLUMNS, Comparison, mark_best, write_atomic
+from gradbench.report.tables import bias_cell, duration, markdown_table, number, objective_labels
 
 NAN = math.nan
 

@@ -6,19 +6,19 @@ with exact gradients. Start with :func:`compare`; add an estimator by subclassin
 """
 
 from gradbench.api import check, compare, run_comparison
-from gradbench.conformance import ConformanceReport, check_estimator
-from gradbench.engine import RunConfig, RunResult, run_pair
-from gradbench.errors import InputError
-from gradbench.estimator import Estimator, per_sample_gradients
-from gradbench.grid import Axis
-from gradbench.objective import Capability, Objective
-from gradbench.params import ParamLayout
-from gradbench.plugins import PluginError, load_plugin
-from gradbench.registry import register_estimator, register_objective
-from gradbench.results import Comparison
-from gradbench.settings import Setting
-from gradbench.stats import GradientStatistics, Summary
-from gradbench.sweeps import SweepResult, sweep
+from gradbench.core.errors import InputError
+from gradbench.core.estimator import Estimator, per_sample_gradients
+from gradbench.core.objective import Capability, Objective
+from gradbench.core.params import ParamLayout
+from gradbench.core.settings import Setting
+from gradbench.engine.run import RunConfig, RunResult, run_pair
+from gradbench.extend.conformance import ConformanceReport, check_estimator
+from gradbench.extend.plugins import PluginError, load_plugin
+from gradbench.extend.registry import register_estimator, register_objective
+from gradbench.records.comparison import Comparison
+from gradbench.stats.summary import GradientStatistics, Summary
+from gradbench.sweep.grid import Axis
+from gradbench.sweep.orchestration import SweepResult, sweep
 
 __all__ = [
     "Axis",

@@ -9,14 +9,14 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
-from gradbench import registry
-from gradbench.conformance import ConformanceReport, check_estimator
-from gradbench.engine import RunConfig, RunResult, run_pair
-from gradbench.errors import InputError
-from gradbench.estimator import Estimator
-from gradbench.objective import Objective
-from gradbench.provenance import provenance
-from gradbench.results import Comparison, build_comparison
+from gradbench.core.errors import InputError
+from gradbench.core.estimator import Estimator
+from gradbench.core.objective import Objective
+from gradbench.engine.run import RunConfig, RunResult, run_pair
+from gradbench.extend import registry
+from gradbench.extend.conformance import ConformanceReport, check_estimator
+from gradbench.records.comparison import Comparison, build_comparison
+from gradbench.records.provenance import provenance
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DEVICES = ("cpu", "cuda", "auto")
@@ -153,7 +153,7 @@ def run_comparison(
     pair; ``arguments`` (the command line, say) is saved in the provenance; ``timing_guard`` is
     entered around each pair's timed repeats. Ctrl-C stops the loop and returns what finished,
     with ``interrupted=True``.
-    Raises :class:`~gradbench.errors.InputError` for bad input before anything runs.
+    Raises :class:`~gradbench.core.errors.InputError` for bad input before anything runs.
     """
     if n_samples is not None and n_samples < 1:
         raise InputError(f"n_samples must be a positive integer, got {n_samples}")
@@ -201,7 +201,7 @@ def check(
     dtype: str = "float32",
     options: Mapping[str, object] | None = None,
 ) -> ConformanceReport:
-    """Run the conformance suite (:mod:`gradbench.conformance`) on one estimator."""
+    """Run the conformance suite (:mod:`gradbench.extend.conformance`) on one estimator."""
     if n_samples < 2:
         raise InputError(f"n_samples must be at least 2, got {n_samples}")
     chosen = estimator if isinstance(estimator, Estimator) else build_estimator(estimator, options)

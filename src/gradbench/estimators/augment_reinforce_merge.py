@@ -22,9 +22,9 @@ from abc import abstractmethod
 import torch
 from torch import Tensor
 
-from gradbench.estimator import Estimator, per_sample_gradients
-from gradbench.objective import Capability, Objective
-from gradbench.params import Params
+from gradbench.core.estimator import Estimator, per_sample_gradients
+from gradbench.core.objective import Capability, Objective
+from gradbench.core.params import Params
 
 
 class _BernoulliPair(Estimator):

@@ -30,10 +30,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from gradbench.estimator import Estimator
-from gradbench.objective import Capability, Objective
-from gradbench.params import ParamLayout, Params
-from gradbench.settings import Setting, at_least, positive
+from gradbench.core.estimator import Estimator
+from gradbench.core.objective import Capability, Objective
+from gradbench.core.params import ParamLayout, Params
+from gradbench.core.settings import Setting, at_least, positive
 
 
 class _FiniteDifference(Estimator):

@@ -23,10 +23,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from gradbench.estimator import Estimator
-from gradbench.exact_variance import SeparableGaussian, measure_valued_variance
-from gradbench.objective import Capability, Objective
-from gradbench.params import ParamLayout, Params
+from gradbench.analysis.exact_variance import SeparableGaussian, measure_valued_variance
+from gradbench.core.estimator import Estimator
+from gradbench.core.objective import Capability, Objective
+from gradbench.core.params import ParamLayout, Params
 
 
 def _rayleigh(shape: tuple[int, ...], like: Tensor, generator: torch.Generator) -> Tensor:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gradbench.estimator import Estimator, per_sample_gradients
-from gradbench.exact_variance import SeparableGaussian, score_function_variance
-from gradbench.objective import Objective
-from gradbench.params import Params
+from gradbench.analysis.exact_variance import SeparableGaussian, score_function_variance
+from gradbench.core.estimator import Estimator, per_sample_gradients
+from gradbench.core.objective import Objective
+from gradbench.core.params import Params
 
 
 class Reinforce(Estimator):

@@ -21,10 +21,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from gradbench.estimator import Estimator, per_sample_gradients
-from gradbench.objective import Capability, Objective
-from gradbench.params import Params
-from gradbench.settings import Setting, positive
+from gradbench.core.estimator import Estimator, per_sample_gradients
+from gradbench.core.objective import Capability, Objective
+from gradbench.core.params import Params
+from gradbench.core.settings import Setting, positive
 
 
 class _Relaxation(Estimator):

@@ -18,10 +18,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from gradbench.estimator import Estimator, per_sample_gradients
-from gradbench.objective import Objective
-from gradbench.params import Params
-from gradbench.settings import Setting, at_least
+from gradbench.core.estimator import Estimator, per_sample_gradients
+from gradbench.core.objective import Objective
+from gradbench.core.params import Params
+from gradbench.core.settings import Setting, at_least
 
 
 class _SampleBaseline(Estimator):

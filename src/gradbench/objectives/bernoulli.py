@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, Independent
 
-from gradbench.objective import Capability, Objective
-from gradbench.params import Params
-from gradbench.settings import Setting, at_least
+from gradbench.core.objective import Capability, Objective
+from gradbench.core.params import Params
+from gradbench.core.settings import Setting, at_least
 
 
 class BernoulliToy(Objective):

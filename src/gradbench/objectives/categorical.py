@@ -13,9 +13,9 @@ import torch
 from torch import Tensor
 from torch.distributions import Categorical, Distribution
 
-from gradbench.objective import Objective
-from gradbench.params import Params
-from gradbench.settings import Setting, at_least
+from gradbench.core.objective import Objective
+from gradbench.core.params import Params
+from gradbench.core.settings import Setting, at_least
 
 
 class CategoricalToy(Objective):

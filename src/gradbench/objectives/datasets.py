@@ -17,7 +17,7 @@ from functools import cache
 import torch
 from torch import Tensor
 
-from gradbench.errors import InputError
+from gradbench.core.errors import InputError
 
 
 def _sklearn_datasets():

@@ -20,10 +20,10 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal
 
-from gradbench.errors import InputError
-from gradbench.objective import Capability, Objective
-from gradbench.params import Params
-from gradbench.settings import Setting, at_least, positive
+from gradbench.core.errors import InputError
+from gradbench.core.objective import Capability, Objective
+from gradbench.core.params import Params
+from gradbench.core.settings import Setting, at_least, positive
 
 GAUSSIAN_SETTINGS = (
     Setting("dim", int, 1, "number of independent coordinates D", at_least(1)),
@@ -75,7 +75,7 @@ class GaussianObjective(DiagonalGaussian):
 
     def separable_cost(self) -> Callable[[Tensor], Tensor] | None:
         """c, with f(x) = Σ_d c(x_d) free of θ, for the exact variances of
-        :mod:`gradbench.exact_variance`; None where c(x)² has tails too heavy for its quadrature
+        :mod:`gradbench.analysis.exact_variance`; None where c(x)² has tails too heavy for its quadrature
         (then no exact variance is given)."""
         return self.coordinate_cost
 

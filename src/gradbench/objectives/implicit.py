@@ -22,9 +22,9 @@ import torch
 from torch import Tensor
 from torch.distributions import Beta, Dirichlet, Distribution, Gamma, Independent
 
-from gradbench.objective import Objective
-from gradbench.params import Params
-from gradbench.settings import Setting, at_least, positive
+from gradbench.core.objective import Objective
+from gradbench.core.params import Params
+from gradbench.core.settings import Setting, at_least, positive
 
 
 class RsampleObjective(Objective):

@@ -13,7 +13,7 @@ KL is the analytic term, whose exact gradient the engine adds to every estimate.
 
 **Exact reference.** x_iᵀw ~ N(m_i, s_i²) with m_i = x_iᵀμ and s_i² = Σ_j x_ij² σ_j², so the
 expected log-likelihood is a sum of one-dimensional Gaussian integrals, computed with the
-composite Gauss–Legendre rule of :func:`~gradbench.quadrature.normal_rule` (3072 nodes on
+composite Gauss–Legendre rule of :func:`~gradbench.analysis.quadrature.normal_rule` (3072 nodes on
 ±12 standard deviations). log sigmoid is analytic within π of the real axis, so the rule is
 accurate to rounding for s_i up to ~100 (checked in the tests by halving the panels).
 
@@ -31,12 +31,12 @@ from functools import cache
 import torch
 from torch import Tensor
 
-from gradbench.constants import on_device_of
+from gradbench.analysis.quadrature import Rule, hermite_rule, normal_rule
+from gradbench.core.device_copies import on_device_of
+from gradbench.core.params import Params
+from gradbench.core.settings import Setting, at_least, positive
 from gradbench.objectives.datasets import breast_cancer
 from gradbench.objectives.gaussian import DiagonalGaussian
-from gradbench.params import Params
-from gradbench.quadrature import Rule, hermite_rule, normal_rule
-from gradbench.settings import Setting, at_least, positive
 
 WARMUP_LEARNING_RATE = 0.05
 WARMUP_NODES = 32

@@ -53,10 +53,10 @@ from torch.distributions import Distribution
 from torch.distributions.constraints import Constraint
 from torch.nn.functional import one_hot
 
-from gradbench.constants import on_device_of
-from gradbench.objective import Objective
-from gradbench.params import Params
-from gradbench.settings import Setting, at_least
+from gradbench.core.device_copies import on_device_of
+from gradbench.core.objective import Objective
+from gradbench.core.params import Params
+from gradbench.core.settings import Setting, at_least
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ z per image: the event is ``[B, L]``.
   expectation has no closed form, so the reference is **estimated**: the mean of
   ``reference_samples`` pathwise gradients (float64, its own seed), with the standard error from
   64 contiguous groups; the bias test adds that error to the run's
-  (:mod:`gradbench.stats`).
+  (:mod:`gradbench.stats.summary`).
 * ``vae-bernoulli``: L = 8, q = Π Bernoulli(sigmoid(ℓ_φ(x))), prior Bernoulli(½)^L — the setting
   of the REBAR, RELAX and DisARM papers in miniature. The reference is **exact**: each image's
   expectation is a sum over the 2⁸ latent states.
@@ -43,14 +43,14 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 from torch.func import functional_call
 
-from gradbench.constants import on_device_of
-from gradbench.engine import derive_seed
-from gradbench.errors import InputError
-from gradbench.networks import batched_call, module_parameters
-from gradbench.objective import Capability, Objective, Reference
+from gradbench.core.device_copies import on_device_of
+from gradbench.core.errors import InputError
+from gradbench.core.objective import Capability, Objective, Reference
+from gradbench.core.params import ParamLayout, Params
+from gradbench.core.seeding import derive_seed
+from gradbench.core.settings import Setting, at_least
 from gradbench.objectives.datasets import binary_digits
-from gradbench.params import ParamLayout, Params
-from gradbench.settings import Setting, at_least
+from gradbench.objectives.networks import batched_call, module_parameters
 
 HIDDEN = 32
 PIXELS = 64

@@ -2,7 +2,7 @@
 
 matplotlib is the optional ``plot`` extra and is imported here only, inside the functions that
 draw; drawing uses the Agg canvas directly, never pyplot, so it changes no global state. What
-the figure shows is computed in :mod:`gradbench.figure_data`; this module only draws it:
+the figure shows is computed in :mod:`gradbench.report.figure.build`; this module only draws it:
 
 * variance panels: measured points with their band (filled), the exact variance dashed in the
   same colour where known; a thin solid line joins the points of a line without exact curve;
@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradbench.errors import InputError
-from gradbench.figure_data import FigureData, Line, Panel
-from gradbench.results import write_atomic
+from gradbench.core.errors import InputError
+from gradbench.records.comparison import write_atomic
+from gradbench.report.figure.build import FigureData, Line, Panel
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

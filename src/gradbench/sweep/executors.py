@@ -32,7 +32,7 @@ from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
 from typing import Any
 
-from gradbench.errors import InputError
+from gradbench.core.errors import InputError
 
 EXECUTORS = ("inprocess", "process", "dask")
 DASK_EXTRA = "pip install 'gradbench[dask]'"

@@ -4,7 +4,7 @@ One row of panels per objective, in two layouts:
 
 * a **sweep** (a ``param_*`` column varies): the per-sample variance against the swept parameter,
   one line per estimator with an interval band and, where the estimator knows it
-  (:meth:`~gradbench.estimator.Estimator.exact_variance`), the exact variance as a dense curve;
+  (:meth:`~gradbench.core.estimator.Estimator.exact_variance`), the exact variance as a dense curve;
   then ‖ḡ − g*‖ with its significance; then the time per estimate. Other swept parameters that
   vary split the lines (``reinforce, sigma=2``).
 * a **comparison** without a swept parameter: the same panels, one position per estimator.
@@ -24,15 +24,16 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from gradbench import registry
-from gradbench.display import objective_labels
-from gradbench.errors import InputError
-from gradbench.estimator import Estimator
-from gradbench.objective import Objective
-from gradbench.params import ParamLayout
-from gradbench.results import BIAS_SIGNIFICANCE
-from gradbench.stored import StoredResult
-from gradbench.student_t import quantile
+from gradbench.core.errors import InputError
+from gradbench.core.estimator import Estimator
+from gradbench.core.objective import Objective
+from gradbench.core.params import ParamLayout
+from gradbench.core.status import Status
+from gradbench.extend import registry
+from gradbench.records.comparison import BIAS_SIGNIFICANCE
+from gradbench.records.stored import StoredResult
+from gradbench.report.tables import objective_labels
+from gradbench.stats.distributions import quantile
 
 AXIS_PREFIX = "param_"
 #: Points of an exact curve across the swept range; the measured positions are added to them.
@@ -100,7 +101,7 @@ def figure_data(stored: StoredResult, x: str | None = None) -> FigureData:
     """The figure of ``stored``: against the swept parameter ``x`` (with or without the
     ``param_`` prefix; default: the first that varies), or a comparison when none varies."""
     table = stored.table
-    ok = table[table["status"] == "ok"].copy()
+    ok = table[table["status"] == Status.OK].copy()
     if ok.empty:
         raise InputError(f"{stored.source!r}: no row with status ok to plot")
     axis = _choose_axis(ok, x)
@@ -353,7 +354,7 @@ def _coverage(rows: list[Row]) -> tuple[int, int]:
 def _left_out(table: pd.DataFrame) -> list[str]:
     """One line per status and objective: the estimators whose rows are not ``ok``."""
     lines = []
-    rest = table[table["status"] != "ok"]
+    rest = table[table["status"] != Status.OK]
     for (status, objective), rows in rest.groupby(["status", "objective"], sort=False):
         lines.append(f"{status}: {objective} × {', '.join(dict.fromkeys(rows['estimator']))}")
     return lines

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradbench.errors import InputError
+from gradbench.core.errors import InputError
 
 Number = int | float
 

@@ -1,7 +1,7 @@
 """The estimator contract and the surrogate-loss helper every autograd estimator uses.
 
 An estimator turns random draws into n **per-sample** estimates g_i of ∇_θ J, a tensor
-``[n, P]`` (P = number of scalar coordinates of θ, in :class:`~gradbench.params.ParamLayout`
+``[n, P]`` (P = number of scalar coordinates of θ, in :class:`~gradbench.core.params.ParamLayout`
 order). It never reduces over samples: the harness computes every statistic from those rows.
 
 Most estimators are a surrogate loss L_i(θ) with ∇_θ L_i = g_i. :func:`per_sample_gradients`
@@ -19,9 +19,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from gradbench.objective import Capability, Objective
-from gradbench.params import ParamLayout, Params
-from gradbench.settings import Setting, Value, resolve
+from gradbench.core.objective import Capability, Objective
+from gradbench.core.params import ParamLayout, Params
+from gradbench.core.settings import Setting, Value, resolve
 
 
 class Estimator(ABC):
@@ -60,7 +60,7 @@ class Estimator(ABC):
 
     def exact_variance(self, objective: Objective, params: Params) -> Tensor | None:
         """The exact variance of each coordinate of one per-sample estimate, float64 ``[P]``,
-        where it is known (closed form or quadrature, e.g. :mod:`gradbench.exact_variance`);
+        where it is known (closed form or quadrature, e.g. :mod:`gradbench.analysis.exact_variance`);
         None otherwise. Plots draw it beside the measured variance."""
         return None
 

@@ -20,7 +20,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gradbench.errors import InputError
+from gradbench.core.errors import InputError
 
 MANIFEST = "manifest.json"
 SESSION_SUFFIX = ".jsonl"

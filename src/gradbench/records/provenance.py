@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from gradbench import plugins
+from gradbench.extend import plugins
 
 SCHEMA_VERSION = 1
 

@@ -2,7 +2,7 @@
 
 Built-ins come in through the ``gradbench.estimators`` / ``gradbench.objectives`` entry points of
 this package's own metadata, exactly the way a plugin package registers (see
-:mod:`gradbench.plugins`), so every run exercises the plugin path. :func:`register_estimator` and
+:mod:`gradbench.extend.plugins`), so every run exercises the plugin path. :func:`register_estimator` and
 :func:`register_objective` are the decorators for registering from Python.
 """
 
@@ -14,9 +14,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from gradbench.errors import InputError
-from gradbench.estimator import Estimator
-from gradbench.objective import Objective
+from gradbench.core.errors import InputError
+from gradbench.core.estimator import Estimator
+from gradbench.core.objective import Objective
 
 T = TypeVar("T", Estimator, Objective)
 
@@ -95,7 +95,7 @@ class Registry(Generic[T]):
 
 
 def _autoload() -> None:
-    from gradbench import plugins  # plugins imports this module
+    from gradbench.extend import plugins  # plugins imports this module
 
     plugins.autoload()
 

@@ -1,6 +1,6 @@
 """Plugins: estimators and objectives from other packages, modules and files.
 
-Three ways in, all ending in :class:`~gradbench.registry.Registry.register`:
+Three ways in, all ending in :class:`~gradbench.extend.registry.Registry.register`:
 
 1. **Entry points** in the groups ``gradbench.estimators`` and ``gradbench.objectives`` of any
    installed distribution, loaded on first use of a registry. gradbench's own built-ins come in
@@ -27,9 +27,9 @@ from importlib.metadata import PackageNotFoundError, entry_points, packages_dist
 from pathlib import Path
 from types import ModuleType
 
-from gradbench import registry
-from gradbench.estimator import Estimator
-from gradbench.objective import Objective
+from gradbench.core.estimator import Estimator
+from gradbench.core.objective import Objective
+from gradbench.extend import registry
 
 AUTOLOAD_ENV = "GRADBENCH_DISABLE_PLUGIN_AUTOLOAD"
 GROUPS = {"gradbench.estimators": registry.estimators, "gradbench.objectives": registry.objectives}

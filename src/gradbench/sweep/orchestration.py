@@ -18,7 +18,7 @@ task is not repeated along it.
 Outputs, all views of the finished tasks' records:
 
 - :meth:`SweepResult.table`: one row per task, every column of
-  :meth:`~gradbench.results.Comparison.table` (``seed`` is the task's seed, ``best`` is
+  :meth:`~gradbench.records.comparison.Comparison.table` (``seed`` is the task's seed, ``best`` is
   judged among the estimators of one replicate and objective configuration) plus ``task``,
   ``replicate`` (0 … R−1), one ``param_<name>`` column per axis holding the value as given,
   ``timing_contention`` and ``torch_threads``.
@@ -30,12 +30,12 @@ Outputs, all views of the finished tasks' records:
 - :meth:`SweepResult.detail_table`: one row per task and gradient coordinate.
 
 **Timings.** With ``exclusive_timing`` (the default) each task holds its device's lock
-(:mod:`gradbench.device_lock`) shared while it computes and exclusive while it times, so no
+(:mod:`gradbench.sweep.device_lock`) shared while it computes and exclusive while it times, so no
 timing overlaps other work of a sweep on that device and ``timing_contention`` is False.
 Without it, or where the lock is unavailable, the timings of a sweep that runs several tasks
 at once are marked ``timing_contention = True``. Each task also records its torch thread count.
 
-**Resuming.** With a journal (:mod:`gradbench.journal`) every finished task is stored as soon
+**Resuming.** With a journal (:mod:`gradbench.sweep.journal`) every finished task is stored as soon
 as it finishes; ``resume`` skips the tasks it holds and runs the rest.
 """
 
@@ -51,16 +51,18 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from gradbench import registry
 from gradbench.api import prepare, resolve_device, resolve_dtype, run_comparison
-from gradbench.device_lock import device_lock
-from gradbench.engine import RunConfig, derive_seed
-from gradbench.errors import InputError
-from gradbench.executors import Executor, make_executor
-from gradbench.grid import Axis, Number, grid, number_text
-from gradbench.journal import Journal, journal_for
-from gradbench.plugins import PluginError, load_plugin
-from gradbench.results import DETAIL_COLUMNS, Comparison, mark_best, write_atomic
+from gradbench.core.errors import InputError
+from gradbench.core.seeding import derive_seed
+from gradbench.core.status import Status
+from gradbench.engine.run import RunConfig
+from gradbench.extend import registry
+from gradbench.extend.plugins import PluginError, load_plugin
+from gradbench.records.comparison import DETAIL_COLUMNS, Comparison, mark_best, write_atomic
+from gradbench.sweep.device_lock import device_lock
+from gradbench.sweep.executors import Executor, make_executor
+from gradbench.sweep.grid import Axis, Number, grid, number_text
+from gradbench.sweep.journal import Journal, journal_for
 
 #: Metrics averaged over replicates in :meth:`SweepResult.aggregate`.
 METRICS = (
@@ -294,7 +296,7 @@ class SweepResult:
         keys = ["objective", "estimator", *self.param_columns]
         rows = []
         for values, group in table.groupby(keys, dropna=False, sort=False):
-            ok = group[group["status"] == "ok"]
+            ok = group[group["status"] == Status.OK]
             row = dict(zip(keys, values, strict=True))
             row.update(
                 status=",".join(sorted(set(group["status"]))),
@@ -382,14 +384,14 @@ def sweep(
     """Run every task of a sweep and return the finished ones.
 
     ``objectives`` and ``estimators`` are registered names (default: all); ``axes`` the swept
-    settings (:class:`~gradbench.grid.Axis`, or a mapping of name to values), each routed like
+    settings (:class:`~gradbench.sweep.grid.Axis`, or a mapping of name to values), each routed like
     ``--set``; ``settings`` the fixed ones; ``replicates`` the independent repetitions of
     every grid point. The run options are :func:`~gradbench.api.run_comparison`'s.
 
     ``executor`` is ``"inprocess"``, ``"process"`` (a pool of ``workers`` processes) or
     ``"dask"`` (a LocalCluster of ``workers``, or the cluster at ``scheduler``), or an
-    :class:`~gradbench.executors.Executor`. ``plugins`` are spec strings (see
-    :func:`~gradbench.plugins.load_plugin`) that every worker loads.
+    :class:`~gradbench.sweep.executors.Executor`. ``plugins`` are spec strings (see
+    :func:`~gradbench.extend.plugins.load_plugin`) that every worker loads.
 
     ``journal`` (a directory) stores each task as it finishes; ``resume`` skips the tasks it
     holds, ``overwrite`` deletes it first. ``on_progress(finished, total, task_key)`` is
@@ -452,7 +454,7 @@ def _run(
         result.records.update(
             (key, record)
             for key, record in store.finished().items()
-            if key in planned and all(row["status"] != "failed" for row in record["rows"])
+            if key in planned and all(row["status"] != Status.FAILED for row in record["rows"])
         )
     result.reused = len(result.records)
     todo = [task for task in tasks if task.key not in result.records]

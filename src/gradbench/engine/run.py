@@ -3,7 +3,7 @@
 The estimates of a run are drawn in chunks of at most ``chunk_size`` rows from one
 ``torch.Generator`` seeded by (seed, objective, estimator), so a run's numbers do not depend on
 which other pairs ran or in what order. Each chunk is reduced on the device into the float64
-accumulators of :class:`~gradbench.stats.GradientStatistics` and then dropped: memory is bounded
+accumulators of :class:`~gradbench.stats.summary.GradientStatistics` and then dropped: memory is bounded
 by the chunk, not by n. On a GPU the loop reads nothing back to the host (objectives that
 sample through torch's global generator, see :mod:`gradbench.objectives.implicit`, read one
 seed per chunk).
@@ -11,7 +11,6 @@ seed per chunk).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -21,12 +20,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from gradbench.estimator import Estimator
-from gradbench.memory import chunk_budget
-from gradbench.objective import Objective
-from gradbench.params import ParamLayout, Params
-from gradbench.stats import GradientStatistics, Summary
-from gradbench.timing import Timing, time_per_sample
+from gradbench.core.estimator import Estimator
+from gradbench.core.objective import Objective
+from gradbench.core.params import ParamLayout, Params
+from gradbench.core.seeding import derive_seed
+from gradbench.core.status import Status
+from gradbench.engine.memory import chunk_budget
+from gradbench.engine.timing import Timing, time_per_sample
+from gradbench.stats.summary import GradientStatistics, Summary
 
 #: Chunks are a multiple of this many rows: CPU normal draws of 16 values are then the same
 #: however n is split into chunks.
@@ -58,11 +59,11 @@ class RunConfig:
 
 @dataclass
 class RunResult:
-    """The outcome of one pair; ``summary`` and ``timing`` are set when ``status == "ok"``."""
+    """The outcome of one pair; ``summary`` and ``timing`` are set when ``status`` is :attr:`Status.OK`."""
 
     objective: Objective
     estimator: Estimator
-    status: str
+    status: Status
     reason: str = ""
     grad_dim: int = 0
     labels: list[str] = field(default_factory=list)
@@ -73,12 +74,6 @@ class RunResult:
     summary: Summary | None = None
     timing: Timing | None = None
     warnings: list[str] = field(default_factory=list)
-
-
-def derive_seed(seed: int, *names: str) -> int:
-    """A 63-bit seed from the user's seed and names, stable across processes and platforms."""
-    text = "/".join([str(seed), *names]).encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") >> 1
 
 
 def choose_chunk_size(
@@ -121,7 +116,7 @@ def run_pair(objective: Objective, estimator: Estimator, config: RunConfig) -> R
     result = RunResult(
         objective,
         estimator,
-        status="ok",
+        status=Status.OK,
         grad_dim=layout.size,
         labels=layout.labels(),
         evals_per_sample=estimator.evals_per_sample(layout.size),
@@ -129,12 +124,12 @@ def run_pair(objective: Objective, estimator: Estimator, config: RunConfig) -> R
         run_seed=derive_seed(config.seed, objective.name, estimator.name),
     )
     if reason := estimator.skip_reason(objective):
-        result.status, result.reason = "skipped", reason
+        result.status, result.reason = Status.SKIPPED, reason
         return result
     try:
         _measure(objective, estimator, params, config, result)
     except Exception as error:  # one failing pair must not stop the others
-        result.status, result.reason = "failed", f"{type(error).__name__}: {error}"
+        result.status, result.reason = Status.FAILED, f"{type(error).__name__}: {error}"
         result.summary = result.timing = None
     return result
 

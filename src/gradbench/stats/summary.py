@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gradbench import student_t
+from gradbench.stats import distributions as student_t
 
 #: The rounding floor of a bias's standard error, in machine epsilons relative to max |g*|.
 ROUNDING_EPSILONS = 1000

@@ -1,9 +1,9 @@
 """Saved results read back: a CSV or JSON written by ``compare`` or ``sweep``, as its tables.
 
-The main table comes back typed the way :meth:`~gradbench.results.Comparison.table` built it
+The main table comes back typed the way :meth:`~gradbench.records.comparison.Comparison.table` built it
 (integer columns as nullable Int64, empty text as ``""``, ∞ where JSON wrote ``null`` for it), so
 every view renders a stored result exactly as it rendered the run. Columns beyond
-:data:`~gradbench.results.COLUMNS` (a sweep's ``task``, ``replicate``, ``param_*``) are kept.
+:data:`~gradbench.records.comparison.COLUMNS` (a sweep's ``task``, ``replicate``, ``param_*``) are kept.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from gradbench.errors import InputError
-from gradbench.results import COLUMNS, DETAIL_COLUMNS, INTEGER_COLUMNS, Comparison
+from gradbench.core.errors import InputError
+from gradbench.records.comparison import COLUMNS, DETAIL_COLUMNS, INTEGER_COLUMNS, Comparison
 
 SUFFIXES = (".csv", ".json")
 #: What identifies a main table. Other columns of COLUMNS that a file lacks (written by a
@@ -65,7 +65,7 @@ def read_result(path: Path, detail_path: Path | None = None) -> StoredResult:
     """Read a result file (CSV main table or JSON record) and, optionally, its per-coordinate
     table from ``detail_path`` (a detail CSV, or a JSON record's details).
 
-    Raises :class:`~gradbench.errors.InputError` naming the file and what is wrong with it.
+    Raises :class:`~gradbench.core.errors.InputError` naming the file and what is wrong with it.
     """
     _check_readable(path, SUFFIXES)
     if path.suffix.lower() == ".json":

@@ -35,8 +35,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from gradbench.params import ParamLayout, Params
-from gradbench.settings import Setting, Value, resolve
+from gradbench.core.params import ParamLayout, Params
+from gradbench.core.settings import Setting, Value, resolve
 
 
 class Capability(StrEnum):
@@ -101,7 +101,7 @@ class Objective(ABC):
         return float(self.config[name])  # type: ignore[arg-type]
 
     def validate(self) -> None:  # noqa: B027 - optional hook
-        """Check constraints across settings; raise :class:`~gradbench.errors.InputError`."""
+        """Check constraints across settings; raise :class:`~gradbench.core.errors.InputError`."""
 
     @abstractmethod
     def parameters(self) -> Params:

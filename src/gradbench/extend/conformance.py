@@ -7,7 +7,7 @@ estimator must
 * return ``[n, P]`` estimates in the run's dtype, on the run's device;
 * return finite values;
 * return the same estimates for the same seed (every draw from the given generator);
-* be unbiased, if it claims to be: the Bonferroni z-test of :mod:`gradbench.stats` on
+* be unbiased, if it claims to be: the Bonferroni z-test of :mod:`gradbench.stats.summary` on
   ``n_samples`` estimates must not reject at level :data:`ALPHA`. A correct unbiased estimator
   fails one objective's test with probability at most 1e-4, the six of a suite at most 6e-4.
   An estimator declared biased gets the same evidence, reported, not judged.
@@ -25,13 +25,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from gradbench.engine import RunConfig, run_pair
-from gradbench.estimator import Estimator
-from gradbench.objective import Objective
+from gradbench.core.estimator import Estimator
+from gradbench.core.objective import Objective
+from gradbench.core.params import ParamLayout, Params
+from gradbench.core.settings import Setting, at_least
+from gradbench.engine.run import RunConfig, run_pair
 from gradbench.objectives.bernoulli import BernoulliToy
 from gradbench.objectives.gaussian import GaussianObjective
-from gradbench.params import ParamLayout, Params
-from gradbench.settings import Setting, at_least
 
 ALPHA = 1e-4
 DIM = 3

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from gradbench.errors import InputError
+from gradbench.core.errors import InputError
 
 Value = int | float | None
 Check = Callable[[float], str | None]

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gradbench.objective import Objective
+from gradbench.analysis.quadrature import maxwell_rule, normal_rule, rayleigh_rule, running_integral
+from gradbench.core.objective import Objective
+from gradbench.core.params import ParamLayout, Params
 from gradbench.objectives.gaussian import GaussianObjective
-from gradbench.params import ParamLayout, Params
-from gradbench.quadrature import maxwell_rule, normal_rule, rayleigh_rule, running_integral
 
 Cost = Callable[[Tensor], Tensor]
 

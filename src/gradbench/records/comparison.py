@@ -19,7 +19,8 @@ from pathlib import Path
 import pandas as pd
 from torch import Tensor
 
-from gradbench.engine import RunConfig, RunResult
+from gradbench.core.status import Status
+from gradbench.engine.run import RunConfig, RunResult
 
 NAN = math.nan
 
@@ -326,7 +327,7 @@ def mark_best(rows: list[dict]) -> None:
     estimator for shrinking its estimates; those compete on the MSE column instead."""
     by_configuration: dict[tuple, list[dict]] = {}
     for row in rows:
-        measured = row["status"] == "ok" and not math.isnan(row["work_variance"])
+        measured = row["status"] == Status.OK and not math.isnan(row["work_variance"])
         if measured and row["declared_unbiased"] and not bias_is_significant(row):
             by_configuration.setdefault(configuration(row), []).append(row)
     for candidates in by_configuration.values():

@@ -2,7 +2,7 @@
 
 An objective whose parameters are network weights receives them as ``{name: [*B, *shape]}``:
 no batch dims when the engine asks for the exact gradient, ``[n, *shape]`` inside
-:func:`~gradbench.estimator.per_sample_gradients` (θ broadcast over the samples), ``[K, 1,
+:func:`~gradbench.core.estimator.per_sample_gradients` (θ broadcast over the samples), ``[K, 1,
 *shape]`` for finite differences. :func:`batched_call` evaluates the module once per leading
 index with ``torch.func.functional_call`` vectorised by ``torch.func.vmap``, so the per-sample
 gradients of n surrogate losses with respect to n copies of the weights come out of one
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from gradbench.params import Params
+from gradbench.core.params import Params
 
 
 def batched_call(module: nn.Module, params: Params, inputs: Tensor) -> Tensor:

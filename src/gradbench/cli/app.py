@@ -18,10 +18,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from typer.core import TyperGroup
 from typer.exceptions import Abort, TyperException
 
-from gradbench import plugins, registry
 from gradbench.api import DEVICES, DTYPES, run_comparison
 from gradbench.api import check as api_check
-from gradbench.display import (
+from gradbench.core.errors import InputError
+from gradbench.core.settings import parse_assignment
+from gradbench.core.status import Status
+from gradbench.engine.run import RunConfig, RunResult
+from gradbench.extend import plugins, registry
+from gradbench.records.comparison import Comparison, write_atomic
+from gradbench.records.stored import StoredResult, read_result
+from gradbench.report.figure.build import figure_data
+from gradbench.report.plot import figure_format, require_matplotlib, write_figure
+from gradbench.report.tables import (
     conformance_table,
     estimator_listing,
     markdown_table,
@@ -31,18 +39,11 @@ from gradbench.display import (
     sweep_warning_lines,
     warning_lines,
 )
-from gradbench.engine import RunConfig, RunResult
-from gradbench.errors import InputError
-from gradbench.executors import EXECUTORS
-from gradbench.figure_data import figure_data
-from gradbench.grid import LIST_FORM, SCAN_FORM, parse_list, parse_scan
-from gradbench.journal import journal_for
-from gradbench.plot import figure_format, require_matplotlib, write_figure
-from gradbench.results import Comparison, write_atomic
-from gradbench.settings import parse_assignment
-from gradbench.stored import StoredResult, read_result
-from gradbench.sweeps import SweepError, SweepResult, aggregate_path, check_resumable
-from gradbench.sweeps import sweep as run_sweep
+from gradbench.sweep.executors import EXECUTORS
+from gradbench.sweep.grid import LIST_FORM, SCAN_FORM, parse_list, parse_scan
+from gradbench.sweep.journal import journal_for
+from gradbench.sweep.orchestration import SweepError, SweepResult, aggregate_path, check_resumable
+from gradbench.sweep.orchestration import sweep as run_sweep
 
 USAGE_ERROR, RUNTIME_ERROR, INTERRUPTED = 2, 1, 130
 
@@ -342,7 +343,7 @@ def compare(
     _stdout().print(rich_table(table))
     for line in warning_lines(table):
         print(f"warning: {line}", file=sys.stderr)
-    failed = int((table["status"] == "failed").sum())
+    failed = int((table["status"] == Status.FAILED).sum())
     if failed:
         print(f"{failed} pair(s) failed; their reason is in the table", file=sys.stderr)
     writers = {

@@ -15,9 +15,10 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from gradbench.conformance import ALPHA, ConformanceReport
-from gradbench.registry import Entry
-from gradbench.results import (
+from gradbench.core.status import Status
+from gradbench.extend.conformance import ALPHA, ConformanceReport
+from gradbench.extend.registry import Entry
+from gradbench.records.comparison import (
     BIAS_SIGNIFICANCE,
     WARNING_SEPARATOR,
     bias_is_significant,
@@ -25,7 +26,7 @@ from gradbench.results import (
 )
 
 if TYPE_CHECKING:
-    from gradbench.sweeps import SweepResult
+    from gradbench.sweep.orchestration import SweepResult
 
 HEADERS = (
     "estimator",
@@ -86,7 +87,7 @@ def bias_cell(row: dict) -> str:
 def cells(row: dict) -> list[str]:
     """The displayed cells of one row of the main table."""
     name = f"{BEST_MARK} {row['estimator']}" if row["best"] else row["estimator"]
-    if row["status"] != "ok":
+    if row["status"] != Status.OK:
         return [name, str(row["evals_per_sample"]), f"{row['status']}: {row['reason']}"] + [""] * (
             len(HEADERS) - 3
         )
@@ -160,10 +161,12 @@ def displayed_rows(table: pd.DataFrame) -> list[tuple[str, list[str], str | None
     for label in dict.fromkeys(labels):
         section = [row for row, own in zip(rows, labels, strict=True) if own == label]
         for row in section:
-            if row["status"] != "skipped":
-                style = "bold green" if row["best"] else ("dim" if row["status"] != "ok" else None)
+            if row["status"] != Status.SKIPPED:
+                style = (
+                    "bold green" if row["best"] else ("dim" if row["status"] != Status.OK else None)
+                )
                 shown.append((label, cells(row), style))
-        skipped = [row["estimator"] for row in section if row["status"] == "skipped"]
+        skipped = [row["estimator"] for row in section if row["status"] == Status.SKIPPED]
         if skipped:
             blank = [""] * (len(HEADERS) - 3)
             shown.append((label, ["(skipped)", "", ", ".join(skipped), *blank], "dim"))
@@ -303,7 +306,7 @@ def sweep_table(result: SweepResult) -> Table:
             view.add_section()
         label = row["objective"] if row["objective"] != previous else ""
         cells = [label, row["estimator"], *sweep_cells(row, result.axes)]
-        view.add_row(*map(escape, cells), style=None if row["status"] == "ok" else "dim")
+        view.add_row(*map(escape, cells), style=None if row["status"] == Status.OK else "dim")
         previous = row["objective"]
     return view
 

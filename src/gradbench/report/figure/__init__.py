@@ -1,0 +1,2 @@
+"""Figures of results: what to draw (:mod:`.build`, :mod:`.model`), exact curves, captions;
+:mod:`gradbench.report.plot` draws it."""
