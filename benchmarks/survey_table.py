@@ -15,8 +15,8 @@ from pathlib import Path
 
 from gradbench import run_comparison
 from gradbench.objectives.gaussian import GaussianCos, GaussianSquare
-from gradbench.records.comparison import write_atomic
-from gradbench.report.tables import number
+from gradbench.records.files import write_atomic
+from gradbench.report.format import number
 
 ESTIMATORS = [
     "reinforce",

@@ -1,4 +1,5 @@
-"""Exact per-sample variances (gradbench.analysis.exact_variance) against closed forms and Monte Carlo.
+"""Exact per-sample variances (gradbench.analysis.exact_variance) against closed forms and
+Monte Carlo.
 
 Closed forms: DESIGN.md's table for f = (x − k)², and for the measure-valued estimators the
 moments of the Rayleigh (E R = √(π/2), Var R = 2 − π/2, Var R² = 4) and double-sided Maxwell

@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 import stat
 
-from gradbench.records.comparison import COLUMNS, Comparison, mark_best, write_atomic
-from gradbench.report.tables import bias_cell, duration, markdown_table, number, objective_labels
+from gradbench.records.comparison import COLUMNS, Comparison
+from gradbench.records.files import write_atomic
+from gradbench.records.ranking import mark_best
+from gradbench.report.format import bias_cell, duration, number, objective_labels
+from gradbench.report.tables import markdown_table
 
 NAN = math.nan
 

@@ -12,6 +12,7 @@ import torch
 from gradbench.core.errors import InputError
 from gradbench.core.estimator import Estimator
 from gradbench.core.objective import Objective
+from gradbench.core.routing import Side, declared, reaches, split_key
 from gradbench.engine.run import RunConfig, RunResult, run_pair
 from gradbench.extend import registry
 from gradbench.extend.conformance import ConformanceReport, check_estimator
@@ -57,35 +58,37 @@ def resolve_dtype(name: str) -> torch.dtype:
 def _split_settings(
     settings: Mapping[str, object], objective_names: Sequence[str], estimator_names: Sequence[str]
 ) -> tuple[dict[str, dict[str, object]], dict[str, dict[str, object]]]:
-    """Route ``KEY`` to every chosen objective declaring it, ``NAME.KEY`` to the named one."""
+    """Each setting by the chosen objective or estimator it reaches (:mod:`gradbench.core.routing`);
+    a key that reaches none of them is an :class:`InputError` naming the valid choices."""
+    objective_classes = {name: registry.objectives.get(name) for name in objective_names}
+    estimator_classes = {name: registry.estimators.get(name) for name in estimator_names}
     per_objective: dict[str, dict[str, object]] = {name: {} for name in objective_names}
     per_estimator: dict[str, dict[str, object]] = {name: {} for name in estimator_names}
-    declared = {
-        name: {s.name for s in registry.objectives.get(name).settings} for name in objective_names
-    }
     for key, value in settings.items():
-        owner, dot, setting = key.rpartition(".")
-        if dot:
-            if owner in per_objective:
-                per_objective[owner][setting] = value
-            elif owner in per_estimator:
-                per_estimator[owner][setting] = value
-            else:
-                chosen = ", ".join([*objective_names, *estimator_names])
-                raise InputError(
-                    f"setting {key!r}: {owner!r} is not a chosen objective or estimator;"
-                    f" chosen: {chosen}"
-                )
+        owner, name = split_key(key)
+        objectives = [n for n, c in objective_classes.items() if reaches(key, c, Side.OBJECTIVE)]
+        estimators = [n for n, c in estimator_classes.items() if reaches(key, c, Side.ESTIMATOR)]
+        if objectives:
+            estimators = []  # NAME.KEY where NAME is both: the objective, as documented
+        for target in objectives:
+            per_objective[target][name] = value
+        for target in estimators:
+            per_estimator[target][name] = value
+        if objectives or estimators:
             continue
-        targets = [name for name in objective_names if key in declared[name]]
-        if not targets:
-            valid = sorted(set().union(*declared.values()))
+        if owner is not None:
+            chosen = ", ".join([*objective_names, *estimator_names])
             raise InputError(
-                f"setting {key!r}: no chosen objective has it; valid settings: {', '.join(valid)}"
-                " (estimator options are set as ESTIMATOR.KEY, e.g. fd.step)"
+                f"setting {key!r}: {owner!r} is not a chosen objective or estimator;"
+                f" chosen: {chosen}"
             )
-        for name in targets:
-            per_objective[name][key] = value
+        valid = sorted(
+            set().union(*(declared(c, Side.OBJECTIVE) for c in objective_classes.values()))
+        )
+        raise InputError(
+            f"setting {key!r}: no chosen objective has it; valid settings: {', '.join(valid)}"
+            " (estimator options are set as ESTIMATOR.KEY, e.g. fd.step)"
+        )
     return per_objective, per_estimator
 
 
@@ -93,7 +96,7 @@ ObjectiveChoice = str | Objective
 EstimatorChoice = str | Estimator
 
 
-def prepare(
+def instantiate(
     objectives: Sequence[ObjectiveChoice] | None = None,
     estimators: Sequence[EstimatorChoice] | None = None,
     settings: Mapping[str, object] | None = None,
@@ -170,7 +173,7 @@ def run_comparison(
         timing_repeats=timing_repeats,
         timing_guard=timing_guard,
     )
-    chosen_objectives, chosen_estimators = prepare(objectives, estimators, settings)
+    chosen_objectives, chosen_estimators = instantiate(objectives, estimators, settings)
     results: list[RunResult] = []
     interrupted = False
     try:

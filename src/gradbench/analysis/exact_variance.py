@@ -35,9 +35,8 @@ import torch
 from torch import Tensor
 
 from gradbench.analysis.quadrature import maxwell_rule, normal_rule, rayleigh_rule, running_integral
-from gradbench.core.objective import Objective
+from gradbench.core.objective import Capability, Objective
 from gradbench.core.params import ParamLayout, Params
-from gradbench.objectives.gaussian import GaussianObjective
 
 Cost = Callable[[Tensor], Tensor]
 
@@ -54,7 +53,7 @@ class SeparableGaussian:
     @classmethod
     def of(cls, objective: Objective, params: Params) -> SeparableGaussian | None:
         """The structure of a Gaussian objective whose cost has a usable separable form."""
-        if not isinstance(objective, GaussianObjective):
+        if Capability.GAUSSIAN not in objective.offers:
             return None
         cost = objective.separable_cost()
         if cost is None:

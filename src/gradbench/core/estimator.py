@@ -60,8 +60,9 @@ class Estimator(ABC):
 
     def exact_variance(self, objective: Objective, params: Params) -> Tensor | None:
         """The exact variance of each coordinate of one per-sample estimate, float64 ``[P]``,
-        where it is known (closed form or quadrature, e.g. :mod:`gradbench.analysis.exact_variance`);
-        None otherwise. Plots draw it beside the measured variance."""
+        where it is known (closed form or quadrature, e.g.
+        :mod:`gradbench.analysis.exact_variance`); None otherwise. Plots draw it beside the
+        measured variance."""
         return None
 
     @abstractmethod

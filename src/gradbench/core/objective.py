@@ -25,6 +25,7 @@ leading batch dims ``[*B, *shape]`` and broadcasts them against the sample dims 
 from __future__ import annotations
 
 import math
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,8 +83,9 @@ class Objective(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     settings: ClassVar[tuple[Setting, ...]] = ()
-    #: How the reference gradient is obtained, shown next to every bias.
-    reference: ClassVar[str] = "exact (closed form)"
+    #: How the reference gradient is obtained, shown next to every bias (the ``reference``
+    #: column).
+    reference_method: ClassVar[str] = "exact (closed form)"
     #: Whether f(x; θ) is differentiable in x, as the pathwise estimator needs.
     differentiable_cost: ClassVar[bool] = True
     #: Structural capabilities the class guarantees (see :class:`Capability`).
@@ -91,6 +93,17 @@ class Objective(ABC):
     #: Estimates per run when the user does not choose; None: the engine's default. Objectives
     #: whose θ has thousands of coordinates choose fewer, so the default suite stays quick.
     default_samples: ClassVar[int | None] = None
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        legacy = cls.__dict__.get("reference")
+        if isinstance(legacy, str):  # the attribute's name before gradbench 0.2
+            warnings.warn(
+                f"{cls.__qualname__}.reference is now called reference_method",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            cls.reference_method = legacy
 
     def __init__(self, **settings: object) -> None:
         self.config: dict[str, Value] = resolve(type(self).settings, settings, self.name)
@@ -172,6 +185,12 @@ class Objective(ABC):
         if self.analytic_term(params) is None:
             return None
         return flat_gradient(self.analytic_term, params)  # type: ignore[arg-type]
+
+    def separable_cost(self) -> Callable[[Tensor], Tensor] | None:
+        """c with f(x) = Σ_d c(x_d), free of θ, where the objective offers
+        :attr:`Capability.GAUSSIAN` and its cost has that form; the exact variances of
+        :mod:`gradbench.analysis.exact_variance` integrate it. None (the default) otherwise."""
+        return None
 
     def bernoulli_logits(self, params: Params) -> Tensor:
         """The logits ℓ_θ ``[*B, *event]`` of q_θ, for objectives offering

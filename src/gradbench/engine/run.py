@@ -3,8 +3,8 @@
 The estimates of a run are drawn in chunks of at most ``chunk_size`` rows from one
 ``torch.Generator`` seeded by (seed, objective, estimator), so a run's numbers do not depend on
 which other pairs ran or in what order. Each chunk is reduced on the device into the float64
-accumulators of :class:`~gradbench.stats.summary.GradientStatistics` and then dropped: memory is bounded
-by the chunk, not by n. On a GPU the loop reads nothing back to the host (objectives that
+accumulators of :class:`~gradbench.stats.summary.GradientStatistics` and then dropped: memory is
+bounded by the chunk, not by n. On a GPU the loop reads nothing back to the host (objectives that
 sample through torch's global generator, see :mod:`gradbench.objectives.implicit`, read one
 seed per chunk).
 """
@@ -59,7 +59,8 @@ class RunConfig:
 
 @dataclass
 class RunResult:
-    """The outcome of one pair; ``summary`` and ``timing`` are set when ``status`` is :attr:`Status.OK`."""
+    """The outcome of one pair; ``summary`` and ``timing`` are set when ``status`` is
+    :attr:`Status.OK`."""
 
     objective: Objective
     estimator: Estimator

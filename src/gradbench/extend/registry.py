@@ -2,8 +2,9 @@
 
 Built-ins come in through the ``gradbench.estimators`` / ``gradbench.objectives`` entry points of
 this package's own metadata, exactly the way a plugin package registers (see
-:mod:`gradbench.extend.plugins`), so every run exercises the plugin path. :func:`register_estimator` and
-:func:`register_objective` are the decorators for registering from Python.
+:mod:`gradbench.extend.plugins`), so every run exercises the plugin path.
+:func:`register_estimator` and :func:`register_objective` are the decorators for registering
+from Python.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ class CategoricalToy(Objective):
 
     name = "categorical-toy"
     description = "f(x) = (x − t)², x ~ Categorical(softmax(logits)) over K categories"
-    reference = "exact (enumeration)"
+    reference_method = "exact (enumeration)"
     differentiable_cost = False
     settings = (
         Setting("categories", int, 4, "number of categories K", at_least(2)),

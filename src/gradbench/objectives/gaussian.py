@@ -74,9 +74,8 @@ class GaussianObjective(DiagonalGaussian):
         return self.setting("k")
 
     def separable_cost(self) -> Callable[[Tensor], Tensor] | None:
-        """c, with f(x) = Σ_d c(x_d) free of θ, for the exact variances of
-        :mod:`gradbench.analysis.exact_variance`; None where c(x)² has tails too heavy for its quadrature
-        (then no exact variance is given)."""
+        """c itself; None where c(x)² has tails too heavy for the quadrature of the exact
+        variances (then none is given)."""
         return self.coordinate_cost
 
     @abstractmethod

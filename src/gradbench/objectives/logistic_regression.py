@@ -47,7 +47,7 @@ class BayesianLogisticRegression(DiagonalGaussian):
 
     name = "bayes-logreg"
     description = "ELBO of Bayesian logistic regression, breast cancer data, mean-field Gaussian"
-    reference = "exact (quadrature)"
+    reference_method = "exact (quadrature)"
     settings = (
         Setting("prior_scale", float, 1.0, "prior standard deviation τ of every weight", positive),
         Setting("warmup", int, 50, "Adam steps on the exact ELBO from the prior", at_least(0)),

@@ -177,7 +177,7 @@ class RiverSwimPolicy(Objective):
 
     name = "policy-mdp"
     description = "return of a softmax policy on RiverSwim (6 states, horizon H), exact by DP"
-    reference = "exact (dynamic programming)"
+    reference_method = "exact (dynamic programming)"
     differentiable_cost = False
     #: An estimate walks H steps one after another; fewer keep the default suite quick.
     default_samples = 20_000

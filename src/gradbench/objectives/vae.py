@@ -189,7 +189,7 @@ class GaussianVAE(_VariationalAutoencoder):
 
     name = "vae-gaussian"
     description = "VAE on 8×8 digits, Gaussian latent, ∇ of the ELBO w.r.t. encoder weights"
-    reference = "estimated (pathwise mean ± its standard error)"
+    reference_method = "estimated (pathwise mean ± its standard error)"
     settings = (
         *_VariationalAutoencoder.settings,
         Setting(
@@ -259,7 +259,7 @@ class BernoulliVAE(_VariationalAutoencoder):
 
     name = "vae-bernoulli"
     description = "VAE on 8×8 digits, binary latent, ∇ of the ELBO w.r.t. encoder weights"
-    reference = "exact (enumeration)"
+    reference_method = "exact (enumeration)"
     differentiable_cost = False
     offers = frozenset({Capability.COMMON_NOISE, Capability.BERNOULLI, Capability.RELAXED_COST})
     latent = 8

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +17,9 @@ from pathlib import Path
 import pandas as pd
 from torch import Tensor
 
-from gradbench.core.status import Status
 from gradbench.engine.run import RunConfig, RunResult
+from gradbench.records.files import write_atomic
+from gradbench.records.ranking import mark_best
 
 NAN = math.nan
 
@@ -102,9 +101,6 @@ INTEGER_COLUMNS = (
     "chunk_size",
 )
 
-#: A bias with a Bonferroni p-value below this is "distinguishable from zero".
-BIAS_SIGNIFICANCE = 0.01
-
 
 @dataclass
 class Comparison:
@@ -164,30 +160,6 @@ def _json_safe(row: dict) -> dict:
     return {k: clean(v) for k, v in row.items()}
 
 
-def write_atomic(path: str | Path, content: str | bytes) -> None:
-    """Write ``content`` (text as UTF-8, or bytes) to ``path`` via a temporary file, so a
-    failure leaves no partial file."""
-    target = Path(path)
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    """The process's file-creation mask (reading it means setting it, so set it back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def build_comparison(
     results: Iterable[RunResult], config: RunConfig, provenance: dict, interrupted: bool = False
 ) -> Comparison:
@@ -217,7 +189,7 @@ def _row(result: RunResult, config: RunConfig, provenance: dict) -> dict:
         grad_dim=result.grad_dim,
         evals_per_sample=result.evals_per_sample,
         declared_unbiased=result.estimator.unbiased,
-        reference=result.objective.reference,
+        reference=result.objective.reference_method,
         warnings=WARNING_SEPARATOR.join(result.warnings),
         gradbench_version=provenance["gradbench_version"],
         torch_version=provenance["torch_version"],
@@ -292,46 +264,3 @@ def _detail_rows(result: RunResult) -> list[dict]:
             }
         )
     return rows
-
-
-def bias_is_significant(row: dict) -> bool:
-    """Whether a row's bias is distinguishable from zero, at :data:`BIAS_SIGNIFICANCE`."""
-    return row["bias_p"] < BIAS_SIGNIFICANCE  # False when undefined (NaN)
-
-
-def _work_variance_range(row: dict) -> tuple[float, float]:
-    """work_variance over the variance interval, at the median time per estimate.
-
-    The time is a median of repeats and is treated as known; the extremes of a few repeats
-    on a shared machine are too wide to separate anything.
-    """
-    low = row["variance_ci_low"] * row["time_per_sample_s"]
-    high = row["variance_ci_high"] * row["time_per_sample_s"]
-    return (row["work_variance"], row["work_variance"]) if math.isnan(low + high) else (low, high)
-
-
-def configuration(row: dict) -> tuple:
-    """An objective with its settings: the rows of one configuration compete for ``best``."""
-    settings = tuple(
-        (key.removeprefix("setting_"), value)
-        for key, value in row.items()
-        if key.startswith("setting_") and not (isinstance(value, float) and math.isnan(value))
-    )
-    return (row["objective"], settings)
-
-
-def mark_best(rows: list[dict]) -> None:
-    """Per objective configuration, among ok rows of estimators that are unbiased by design and
-    show no significant bias, mark the lowest work_variance and every row whose work_variance
-    range overlaps its range (a tie within the noise). Variance alone would reward a biased
-    estimator for shrinking its estimates; those compete on the MSE column instead."""
-    by_configuration: dict[tuple, list[dict]] = {}
-    for row in rows:
-        measured = row["status"] == Status.OK and not math.isnan(row["work_variance"])
-        if measured and row["declared_unbiased"] and not bias_is_significant(row):
-            by_configuration.setdefault(configuration(row), []).append(row)
-    for candidates in by_configuration.values():
-        leader = min(candidates, key=lambda r: r["work_variance"])
-        leader_high = _work_variance_range(leader)[1]
-        for row in candidates:
-            row["best"] = _work_variance_range(row)[0] <= leader_high

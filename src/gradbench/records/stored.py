@@ -1,9 +1,10 @@
 """Saved results read back: a CSV or JSON written by ``compare`` or ``sweep``, as its tables.
 
-The main table comes back typed the way :meth:`~gradbench.records.comparison.Comparison.table` built it
-(integer columns as nullable Int64, empty text as ``""``, ∞ where JSON wrote ``null`` for it), so
-every view renders a stored result exactly as it rendered the run. Columns beyond
-:data:`~gradbench.records.comparison.COLUMNS` (a sweep's ``task``, ``replicate``, ``param_*``) are kept.
+The main table comes back typed the way :meth:`~gradbench.records.comparison.Comparison.table`
+built it (integer columns as nullable Int64, empty text as ``""``, ∞ where JSON wrote ``null``
+for it), so every view renders a stored result exactly as it rendered the run. Columns beyond
+:data:`~gradbench.records.comparison.COLUMNS` (a sweep's ``task``, ``replicate``, ``param_*``)
+are kept.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradbench.core.errors import InputError
-from gradbench.records.comparison import write_atomic
+from gradbench.records.files import write_atomic
 from gradbench.report.figure.build import FigureData, Line, Panel
 
 if TYPE_CHECKING:

@@ -51,14 +51,17 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from gradbench.api import prepare, resolve_device, resolve_dtype, run_comparison
+from gradbench.api import instantiate, resolve_device, resolve_dtype, run_comparison
 from gradbench.core.errors import InputError
+from gradbench.core.routing import addressed
 from gradbench.core.seeding import derive_seed
 from gradbench.core.status import Status
 from gradbench.engine.run import RunConfig
 from gradbench.extend import registry
 from gradbench.extend.plugins import PluginError, load_plugin
-from gradbench.records.comparison import DETAIL_COLUMNS, Comparison, mark_best, write_atomic
+from gradbench.records.comparison import DETAIL_COLUMNS, Comparison
+from gradbench.records.files import write_atomic
+from gradbench.records.ranking import mark_best
 from gradbench.sweep.device_lock import device_lock
 from gradbench.sweep.executors import Executor, make_executor
 from gradbench.sweep.grid import Axis, Number, grid, number_text
@@ -205,7 +208,7 @@ def plan(
     if replicates < 1:
         raise InputError(f"replicates (--seeds) must be a positive integer, got {replicates}")
     # Routing: every name reaches some chosen objective or estimator (as --set requires).
-    prepare(objectives, estimators, {**settings, **{a.name: a.values[0] for a in axes}})
+    instantiate(objectives, estimators, {**settings, **{a.name: a.values[0] for a in axes}})
     tasks: dict[str, Task] = {}
     checked: set[tuple] = set()
     for objective in objectives:
@@ -220,7 +223,7 @@ def plan(
                         tuple(_applying(settings, objective, estimator)),
                     )
                     if (objective, estimator, task.point) not in checked:
-                        prepare(
+                        instantiate(
                             [objective], [estimator], {**dict(task.settings), **dict(task.point)}
                         )
                         checked.add((objective, estimator, task.point))
@@ -231,14 +234,9 @@ def plan(
 def _applying(
     settings: Mapping[str, object], objective: str, estimator: str
 ) -> tuple[tuple[str, object], ...]:
-    """The settings that reach this pair: KEY if the objective declares it, NAME.KEY for it."""
-    declared = {s.name for s in registry.objectives.get(objective).settings}
-    applying = []
-    for name, value in settings.items():
-        owner, dot, _ = name.rpartition(".")
-        if (owner in (objective, estimator)) if dot else (name in declared):
-            applying.append((name, value))
-    return tuple(applying)
+    """The settings that reach this pair (:func:`gradbench.core.routing.addressed`)."""
+    pair = registry.objectives.get(objective), registry.estimators.get(estimator)
+    return tuple((key, value) for key, value in settings.items() if addressed(key, *pair))
 
 
 @dataclass

@@ -28,11 +28,12 @@ from gradbench.core.errors import InputError
 from gradbench.core.estimator import Estimator
 from gradbench.core.objective import Objective
 from gradbench.core.params import ParamLayout
+from gradbench.core.routing import Side, addressed, declared, split_key
 from gradbench.core.status import Status
 from gradbench.extend import registry
-from gradbench.records.comparison import BIAS_SIGNIFICANCE
+from gradbench.records.ranking import BIAS_SIGNIFICANCE
 from gradbench.records.stored import StoredResult
-from gradbench.report.tables import objective_labels
+from gradbench.report.format import objective_labels
 from gradbench.stats.distributions import quantile
 
 AXIS_PREFIX = "param_"
@@ -455,7 +456,7 @@ class ExactVariances:
             pairs = []
             for x in _dense(rows["_x"].to_numpy(dtype=float)):
                 settings, options = _values(first, "setting_"), _values(first, "option_")
-                (settings if kind == "setting" else options)[name] = x
+                (settings if kind is Side.OBJECTIVE else options)[name] = x
                 pairs.append((x, settings, options))
         x_values, vectors, labels = [], [], []
         for x, objective_settings, estimator_options in pairs:
@@ -489,19 +490,18 @@ def _values(row: pd.Series, prefix: str) -> dict[str, object]:
 
 def _axis_target(
     axis: str | None, objective_cls: type[Objective], estimator_cls: type[Estimator]
-) -> tuple[str, str] | None:
-    """("setting", KEY) or ("option", KEY) that the swept parameter sets, routed as ``--set``
-    routes it (KEY: a setting of the objective; NAME.KEY: of the named objective or estimator),
-    or None when it sets neither (n, seed)."""
+) -> tuple[Side, str] | None:
+    """(side, KEY): the setting or option of the pair that the swept parameter sets
+    (:func:`gradbench.core.routing.addressed`), or None when it sets neither (n, seed)."""
     if axis is None:
         return None
-    owner, dot, key = axis.removeprefix(AXIS_PREFIX).rpartition(".")
-    settings = {s.name for s in objective_cls.settings}
-    if not dot or owner == objective_cls.name:
-        return ("setting", key) if key in settings else None
-    if owner == estimator_cls.name and key in {s.name for s in estimator_cls.options}:
-        return ("option", key)
-    return None
+    key = axis.removeprefix(AXIS_PREFIX)
+    side = addressed(key, objective_cls, estimator_cls)
+    if side is None:
+        return None
+    name = split_key(key)[1]
+    member = objective_cls if side is Side.OBJECTIVE else estimator_cls
+    return (side, name) if name in declared(member, side) else None
 
 
 def _dense(measured: np.ndarray) -> np.ndarray:

@@ -1,0 +1,111 @@
+"""``gradbench compare``: every estimator on every objective, as one table and its files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gradbench.api import run_comparison
+from gradbench.cli import options
+from gradbench.cli.app import app
+from gradbench.cli.console import USAGE_ERROR, error
+from gradbench.cli.outputs import checked_outputs, finish, written
+from gradbench.cli.plugins import load_plugins
+from gradbench.cli.progress import progress
+from gradbench.core.errors import InputError
+from gradbench.core.status import Status
+from gradbench.engine.run import RunConfig, RunResult
+from gradbench.records.files import write_atomic
+from gradbench.records.stored import StoredResult
+from gradbench.report.figure.build import figure_data
+from gradbench.report.plot import write_figure
+from gradbench.report.tables import markdown_table, rich_table, warning_lines
+
+
+@app.command()
+def compare(
+    ctx: typer.Context,
+    objectives: options.Objectives = None,
+    estimator: options.Estimators = None,
+    samples: options.Samples = None,
+    seed: options.Seed = 0,
+    device: options.Device = "cpu",
+    dtype: options.Dtype = "float32",
+    set_: options.Settings = None,
+    chunk_size: options.ChunkSize = None,
+    repeats: options.Repeats = RunConfig.timing_repeats,
+    csv: Annotated[
+        Path | None, typer.Option(metavar="PATH", help="Write the main table as CSV.")
+    ] = None,
+    detail_csv: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH", help="Write one row per parameter coordinate as CSV."),
+    ] = None,
+    json: Annotated[
+        Path | None, typer.Option(metavar="PATH", help="Write the record with provenance as JSON.")
+    ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option(metavar="PATH", help="Write the displayed table as Markdown.")
+    ] = None,
+    plot: options.Plot = None,
+    overwrite: options.Overwrite = False,
+    plugin: options.Plugins = None,
+) -> None:
+    """Measure bias, variance and cost of each estimator on each objective."""
+    load_plugins(plugin)
+    try:
+        tables = {"--csv": csv, "--detail-csv": detail_csv, "--json": json, "--markdown": markdown}
+        outputs = checked_outputs(tables, plot, overwrite)
+        with progress("comparing") as update:
+            finished: list[RunResult] = []
+
+            def advance(result: RunResult) -> None:
+                finished.append(result)
+                update(len(finished), None, f"{result.objective.name} × {result.estimator.name}")
+
+            comparison = run_comparison(
+                objectives=objectives,
+                estimators=estimator,
+                n_samples=samples,
+                seed=seed,
+                device=device,
+                dtype=dtype,
+                settings=options.parse_settings(set_),
+                chunk_size=chunk_size,
+                timing_repeats=repeats,
+                on_result=advance,
+                arguments=_arguments(ctx),
+            )
+    except InputError as problem:
+        error(str(problem))
+        raise typer.Exit(USAGE_ERROR) from None
+
+    table = comparison.table()
+    messages = [f"warning: {line}" for line in warning_lines(table)]
+    failed = int((table["status"] == Status.FAILED).sum())
+    if failed:
+        messages.append(f"{failed} pair(s) failed; their reason is in the table")
+    writers = {
+        "--csv": comparison.write_csv,
+        "--detail-csv": comparison.write_detail_csv,
+        "--json": comparison.write_json,
+        "--markdown": lambda path: write_atomic(path, markdown_table(table)),
+        "--plot": lambda path: write_figure(figure_data(StoredResult.of(comparison)), path),
+    }
+    kept = f"{len(table)} finished pair(s) are in the table above{written(outputs)}"
+    finish(rich_table(table), messages, writers, outputs, kept if comparison.interrupted else None)
+
+
+def _arguments(ctx: typer.Context) -> dict[str, Any]:
+    """The parsed command line, JSON-safe, for the result's provenance."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return {"command": ctx.info_name, **{k.rstrip("_"): plain(v) for k, v in ctx.params.items()}}

@@ -1,0 +1,28 @@
+"""Where the command line writes: data to stdout, one-line diagnostics to stderr."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+
+USAGE_ERROR, RUNTIME_ERROR, INTERRUPTED = 2, 1, 130
+
+
+def error(message: str) -> None:
+    print(f"gradbench: error: {message}", file=sys.stderr)
+
+
+def warn(message: str) -> None:
+    print(f"gradbench: warning: {message}", file=sys.stderr)
+
+
+def note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def stdout() -> Console:
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 200)  # keep rows on one line in files and pipes
+    return console

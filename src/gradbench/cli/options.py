@@ -1,0 +1,127 @@
+"""The options that several commands share, as ``Annotated`` types, and their parsers.
+
+Each parser's error repeats the bad value (typer turns it into exit status 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gradbench.api import DEVICES, DTYPES
+from gradbench.core.settings import parse_assignment
+from gradbench.engine.run import RunConfig
+
+
+def _integer(minimum: int | None, noun: str) -> Callable[[str], int]:
+    """A typer parser for integers >= ``minimum`` whose error repeats the bad value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise typer.BadParameter(f"{text!r} is not an integer") from None
+        if minimum is not None and value < minimum:
+            raise typer.BadParameter(f"{value} is not {noun} (must be >= {minimum})")
+        return value
+
+    return parse
+
+
+INTEGER = _integer(None, "an integer")
+POSITIVE = _integer(1, "a positive integer")
+NON_NEGATIVE = _integer(0, "a non-negative integer")
+
+
+def parse_settings(assignments: list[str] | None) -> dict[str, str]:
+    """``KEY=VALUE`` texts → {KEY: VALUE}, a later one replacing an earlier one."""
+    return dict(parse_assignment(text) for text in assignments or [])
+
+
+Plugins = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--plugin",
+        metavar="SPEC",
+        help="Load estimators and objectives from path/to/file.py, a module, or module:Class;"
+        " repeatable.",
+    ),
+]
+Plot = Annotated[
+    Path | None,
+    typer.Option(
+        "--plot",
+        metavar="PATH",
+        help="Draw the result as a figure, .png or .svg (needs: pip install 'gradbench[plot]').",
+    ),
+]
+Device = Annotated[str, typer.Option(metavar="DEVICE", help=f"One of {', '.join(DEVICES)}.")]
+Dtype = Annotated[str, typer.Option(metavar="DTYPE", help=f"One of {', '.join(DTYPES)}.")]
+Objectives = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Objectives to run (default: all).", metavar="OBJECTIVE", show_default=False
+    ),
+]
+Estimators = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-e", "--estimator", metavar="NAME", help="Estimator to run; repeatable (default: all)."
+    ),
+]
+Samples = Annotated[
+    int | None,
+    typer.Option(
+        "-n",
+        "--samples",
+        parser=POSITIVE,
+        metavar="N",
+        help=f"Per-sample estimates per pair (default: {RunConfig.n_samples}, or fewer where"
+        " an objective with thousands of parameters sets its own).",
+        show_default=False,
+    ),
+]
+Seed = Annotated[
+    int,
+    typer.Option(
+        parser=INTEGER, metavar="S", help="Seed; each pair derives its own generator from it."
+    ),
+]
+Settings = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="KEY=VALUE for every chosen objective with setting KEY, or NAME.KEY=VALUE for "
+        "one objective or estimator (e.g. --set sigma=2 --set fd.step=1e-3); repeatable.",
+    ),
+]
+ChunkSize = Annotated[
+    int | None,
+    typer.Option(
+        parser=POSITIVE,
+        metavar="N",
+        help="Estimates per chunk (default: what fits 256 MiB on CPU, 4 GiB on CUDA, at most"
+        " half the free memory).",
+    ),
+]
+Repeats = Annotated[
+    int,
+    typer.Option(
+        parser=NON_NEGATIVE,
+        metavar="N",
+        help="Timed repeats after a warm-up (median); 0 skips timing.",
+    ),
+]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace output files that exist.")]
+Results = Annotated[
+    Path,
+    typer.Argument(
+        metavar="RESULTS",
+        help="A saved result: the CSV of --csv (compare or sweep) or the JSON of --json.",
+        show_default=False,
+    ),
+]

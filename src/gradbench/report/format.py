@@ -1,0 +1,70 @@
+"""Cell formatting shared by every human view: three significant figures, every statistic
+with its uncertainty, times scaled to a readable unit. Machine formats stay raw."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from gradbench.records.ranking import bias_is_significant, configuration
+
+
+def number(value: float) -> str:
+    """Three significant figures; ``—`` for undefined, ``∞`` for infinite."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    return f"{value:.3g}"
+
+
+def with_se(value: float, se: float) -> str:
+    return number(value) if math.isnan(se) else f"{number(value)} ± {number(se)}"
+
+
+def duration(seconds: float) -> str:
+    """Seconds scaled to s, ms, µs or ns."""
+    if math.isnan(seconds):
+        return "—"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def bias_verdict(row: dict) -> str:
+    """``n.s.`` or ``p=…`` for a row's ``bias_p``, with ``ref ±r`` for an estimated reference."""
+    verdict = f"p={row['bias_p']:.1g}" if bias_is_significant(row) else "n.s."
+    reference_se = row.get("reference_se_max")  # absent or empty: an exact reference
+    if reference_se is not None and not pd.isna(reference_se):
+        verdict += f", ref ±{number(reference_se)}"
+    return verdict
+
+
+def bias_cell(row: dict) -> str:
+    """‖bias‖ with the verdict of its test: ``n.s.`` when not distinguishable from zero; and
+    ``ref ±r`` when the reference is itself estimated, r its largest standard error."""
+    if math.isnan(row["bias_p"]):
+        return number(row["bias_norm"])
+    return f"{number(row['bias_norm'])} ({bias_verdict(row)})"
+
+
+def sample_counts(table: pd.DataFrame) -> str:
+    """``n = 100000``, or the count of each objective when they differ."""
+    counts = table.groupby("n_samples", sort=False)["objective"].unique()
+    if len(counts) <= 1:
+        return f"n = {counts.index[0]}" if len(counts) else ""
+    return "; ".join(f"n = {n} ({', '.join(names)})" for n, names in counts.items())
+
+
+def objective_labels(rows: list[dict]) -> list[str]:
+    """Each row's objective name, with its settings where one name has several configurations."""
+    configurations = [configuration(row) for row in rows]
+    names = [name for name, _ in set(configurations)]
+    return [
+        f"{name} " + " ".join(f"{k}={number(v)}" for k, v in settings)
+        if names.count(name) > 1
+        else name
+        for name, settings in configurations
+    ]
