@@ -19,7 +19,7 @@ from gradbench.estimators.reinforce import Reinforce
 from gradbench.estimators.reparam import Reparam
 from gradbench.objectives.bernoulli import BernoulliToy
 from gradbench.objectives.gaussian import GaussianSquare
-from gradbench.stats.summary import GradientStatistics
+from gradbench.stats.accumulator import GradientStatistics
 
 
 def bernoulli_reinforce_variance(target: float) -> float:

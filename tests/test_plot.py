@@ -22,7 +22,7 @@ from gradbench.records.stored import read_result
 from gradbench.report.figure import build as figure_module
 from gradbench.report.figure.build import figure_data
 from gradbench.report.tables import markdown_table
-from gradbench.stats.distributions import quantile
+from gradbench.stats.student_t import quantile
 
 ESTIMATORS = ["reinforce", "reparam", "mvd", "disarm"]  # disarm: skipped on a Gaussian
 runner = CliRunner()

@@ -20,11 +20,12 @@ from typer.testing import CliRunner
 from gradbench.cli.app import app
 from gradbench.engine.run import derive_seed
 from gradbench.records.comparison import COLUMNS, DETAIL_COLUMNS
-from gradbench.sweep.device_lock import DeviceLock
-from gradbench.sweep.executors import DaskCluster
-from gradbench.sweep.grid import Axis, parse_list, parse_scan
-from gradbench.sweep.journal import Journal
-from gradbench.sweep.orchestration import METRICS, sweep
+from gradbench.sweeps.device_lock import DeviceLock
+from gradbench.sweeps.executors import DaskCluster
+from gradbench.sweeps.grid import Axis, parse_list, parse_scan
+from gradbench.sweeps.journal import Journal
+from gradbench.sweeps.orchestration import sweep
+from gradbench.sweeps.result import METRICS
 
 fcntl = pytest.importorskip("fcntl")
 

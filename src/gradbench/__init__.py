@@ -16,9 +16,11 @@ from gradbench.extend.conformance import ConformanceReport, check_estimator
 from gradbench.extend.plugins import PluginError, load_plugin
 from gradbench.extend.registry import register_estimator, register_objective
 from gradbench.records.comparison import Comparison
-from gradbench.stats.summary import GradientStatistics, Summary
-from gradbench.sweep.grid import Axis
-from gradbench.sweep.orchestration import SweepResult, sweep
+from gradbench.stats.accumulator import GradientStatistics
+from gradbench.stats.summary import Summary
+from gradbench.sweeps.grid import Axis
+from gradbench.sweeps.orchestration import sweep
+from gradbench.sweeps.result import SweepResult
 
 __all__ = [
     "Axis",

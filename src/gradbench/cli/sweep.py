@@ -19,11 +19,11 @@ from gradbench.records.stored import StoredResult
 from gradbench.report.figure.build import figure_data
 from gradbench.report.plot import write_figure
 from gradbench.report.sweep_summary import sweep_table, sweep_warning_lines
-from gradbench.sweep.executors import EXECUTORS
-from gradbench.sweep.grid import LIST_FORM, SCAN_FORM, parse_list, parse_scan
-from gradbench.sweep.journal import journal_for
-from gradbench.sweep.orchestration import SweepError, aggregate_path, check_resumable
-from gradbench.sweep.orchestration import sweep as run_sweep
+from gradbench.sweeps.executors import EXECUTORS
+from gradbench.sweeps.grid import LIST_FORM, SCAN_FORM, parse_list, parse_scan
+from gradbench.sweeps.journal import journal_for
+from gradbench.sweeps.orchestration import SweepError, aggregate_path, check_resumable
+from gradbench.sweeps.orchestration import sweep as run_sweep
 
 Axes = Annotated[
     list[str] | None,

@@ -3,7 +3,7 @@
 The estimates of a run are drawn in chunks of at most ``chunk_size`` rows from one
 ``torch.Generator`` seeded by (seed, objective, estimator), so a run's numbers do not depend on
 which other pairs ran or in what order. Each chunk is reduced on the device into the float64
-accumulators of :class:`~gradbench.stats.summary.GradientStatistics` and then dropped: memory is
+accumulators of :class:`~gradbench.stats.accumulator.GradientStatistics` and then dropped: memory is
 bounded by the chunk, not by n. On a GPU the loop reads nothing back to the host (objectives that
 sample through torch's global generator, see :mod:`gradbench.objectives.implicit`, read one
 seed per chunk).
@@ -27,7 +27,8 @@ from gradbench.core.seeding import derive_seed
 from gradbench.core.status import Status
 from gradbench.engine.memory import chunk_budget
 from gradbench.engine.timing import Timing, time_per_sample
-from gradbench.stats.summary import GradientStatistics, Summary
+from gradbench.stats.accumulator import GradientStatistics
+from gradbench.stats.summary import Summary
 
 #: Chunks are a multiple of this many rows: CPU normal draws of 16 values are then the same
 #: however n is split into chunks.

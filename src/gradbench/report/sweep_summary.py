@@ -13,7 +13,7 @@ from gradbench.core.status import Status
 from gradbench.records.comparison import WARNING_SEPARATOR
 from gradbench.records.ranking import BIAS_SIGNIFICANCE
 from gradbench.report.format import bias_verdict, duration, number, sample_counts, with_se
-from gradbench.sweep.orchestration import SweepResult
+from gradbench.sweeps.result import SweepResult
 
 SWEEP_HEADERS = ("replicates", "variance", "bias ‖ḡ−g*‖", "MSE", "time/estimate", "work×variance")
 

@@ -17,7 +17,6 @@ Rows whose status is not ``ok`` are left out and listed.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -34,7 +33,7 @@ from gradbench.extend import registry
 from gradbench.records.ranking import BIAS_SIGNIFICANCE
 from gradbench.records.stored import StoredResult
 from gradbench.report.format import objective_labels
-from gradbench.stats.distributions import quantile
+from gradbench.stats.replicates import combined_bias_p, replicate_band
 
 AXIS_PREFIX = "param_"
 #: Points of an exact curve across the swept range; the measured positions are added to them.
@@ -271,12 +270,6 @@ def _row_title(group: str, rows: pd.DataFrame) -> str:
     return f"{group}: {description.cls.description}" if description else group
 
 
-def _replicate_band(values: np.ndarray) -> tuple[float, float]:
-    """Mean and the half-width t_{0.975, S−1}·SE of S > 1 replicate values."""
-    spread = float(np.std(values, ddof=1)) / math.sqrt(len(values))
-    return float(np.mean(values)), quantile(0.975, len(values) - 1) * spread
-
-
 def _points(frame: pd.DataFrame, point: Callable[[pd.DataFrame], tuple]) -> Points:
     """(y, low, high) = ``point(rows at x)`` for each position x, in order."""
     rows = [(x, *point(at)) for x, at in frame.groupby("_x", sort=True)]
@@ -290,7 +283,7 @@ def _interval_points(frame: pd.DataFrame) -> Points:
         values = at["variance"].to_numpy(dtype=float)
         if len(values) == 1:
             return values[0], at["variance_ci_low"].iloc[0], at["variance_ci_high"].iloc[0]
-        mean, half = _replicate_band(values)
+        mean, half = replicate_band(values)
         return mean, mean - half, mean + half
 
     return _points(frame, point)
@@ -302,11 +295,11 @@ def _bias_points(frame: pd.DataFrame) -> Points:
 
     def point(at: pd.DataFrame) -> tuple:
         values = at["bias_norm"].to_numpy(dtype=float)
-        mean, half = (values[0], math.nan) if len(values) == 1 else _replicate_band(values)
+        mean, half = replicate_band(values)
         return mean, mean - half, mean + half
 
     significant = [
-        float(at["bias_p"].min()) * len(at) < BIAS_SIGNIFICANCE
+        combined_bias_p(at["bias_p"]) < BIAS_SIGNIFICANCE
         for _, at in frame.groupby("_x", sort=True)
     ]
     return replace(_points(frame, point), significant=np.array(significant))
