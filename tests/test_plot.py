@@ -19,7 +19,7 @@ from gradbench import run_comparison
 from gradbench.cli.app import app
 from gradbench.objectives.gaussian import GaussianSquare
 from gradbench.records.stored import read_result
-from gradbench.report.figure import build as figure_module
+from gradbench.report.figure import exact_curves as figure_module
 from gradbench.report.figure.build import figure_data
 from gradbench.report.tables import markdown_table
 from gradbench.stats.student_t import quantile

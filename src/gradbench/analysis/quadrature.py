@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
-import numpy as np
 import torch
+from scipy import special
 from torch import Tensor
 
 #: Half-width of the integration range, in standard deviations of the base noise.
@@ -43,8 +43,8 @@ class Rule:
 
 
 def unitlegendre() -> tuple[Tensor, Tensor]:
-    """Gauss–Legendre nodes and weights on [−1, 1], float64."""
-    nodes, weights = np.polynomial.legendre.leggauss(NODES_PER_PANEL)
+    """Gauss–Legendre nodes and weights on [−1, 1], float64 (scipy's rule)."""
+    nodes, weights = special.roots_legendre(NODES_PER_PANEL)
     return torch.from_numpy(nodes), torch.from_numpy(weights)
 
 
@@ -100,8 +100,7 @@ def rayleigh_rule() -> Rule:
 
 
 def hermite_rule(nodes: int) -> Rule:
-    """The ``nodes``-point Gauss–Hermite rule for ε ~ N(0, 1)."""
-    points, weights = np.polynomial.hermite.hermgauss(nodes)
-    return Rule(
-        torch.from_numpy(points * math.sqrt(2)), torch.from_numpy(weights / math.sqrt(math.pi))
-    )
+    """The ``nodes``-point Gauss–Hermite rule for ε ~ N(0, 1) (scipy's probabilists' rule,
+    weight e^{−ε²/2}, normalised to the density)."""
+    points, weights = special.roots_hermitenorm(nodes)
+    return Rule(torch.from_numpy(points), torch.from_numpy(weights / math.sqrt(2 * math.pi)))

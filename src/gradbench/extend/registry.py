@@ -48,8 +48,8 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Registered classes of one kind; the entry points are loaded on first use."""
 
-    def __init__(self, kind: str, base: type[T], group: str) -> None:
-        self.kind, self.base, self.group = kind, base, group
+    def __init__(self, kind: str, base: type[T]) -> None:
+        self.kind, self.base = kind, base
         self._entries: dict[str, Entry[T]] = {}
 
     def register(self, cls: type[T], origin: str | None = None) -> type[T]:
@@ -101,8 +101,8 @@ def _autoload() -> None:
     plugins.autoload()
 
 
-estimators: Registry[Estimator] = Registry("estimator", Estimator, "gradbench.estimators")
-objectives: Registry[Objective] = Registry("objective", Objective, "gradbench.objectives")
+estimators: Registry[Estimator] = Registry("estimator", Estimator)
+objectives: Registry[Objective] = Registry("objective", Objective)
 
 
 def register_estimator(cls: type[Estimator]) -> type[Estimator]:

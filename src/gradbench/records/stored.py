@@ -188,3 +188,35 @@ def _detail_table(table: pd.DataFrame, path: Path) -> pd.DataFrame:
             f"{str(path)!r} is not a gradbench detail table; missing columns: {', '.join(missing)}"
         )
     return table
+
+
+def match_details(table: pd.DataFrame, details: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Each detail row with ``_row``, the index of its main-table row.
+
+    A sweep's rows carry ``task`` and ``replicate``, matched with the pair; a comparison's
+    detail rows follow its main rows in order, ``grad_dim`` rows for each row that has them.
+    """
+    keys = [c for c in ("task", "replicate", "objective", "estimator") if c in details.columns]
+    keys += [c for c in details.columns if c.startswith("param_") and c in table.columns]
+    if "task" in keys:
+        index = table[keys].reset_index(names="_row")
+        try:
+            matched = details.merge(index, on=keys, how="left", validate="many_to_one")
+        except pd.errors.MergeError:
+            raise InputError(f"{source!r}: the main table repeats a task") from None
+        if matched["_row"].isna().any():
+            raise InputError(f"{source!r}: detail rows without a matching main row")
+        return matched.astype({"_row": int})
+    rows, position = [], 0
+    pairs = list(zip(details["objective"], details["estimator"], strict=True))
+    for index, row in table.iterrows():
+        pair, count = (row["objective"], row["estimator"]), row["grad_dim"]
+        if position < len(pairs) and pairs[position] == pair and not pd.isna(count):
+            rows += [index] * int(count)
+            position += int(count)
+    if position != len(pairs) or len(rows) != len(details):
+        raise InputError(
+            f"{source!r}: the detail rows do not follow the main table's rows"
+            " (pass the detail CSV written with it)"
+        )
+    return details.assign(_row=rows)
