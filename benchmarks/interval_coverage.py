@@ -4,7 +4,7 @@
 
 Each case draws ``replications`` independent runs of n estimates from a built-in estimator on a
 built-in objective, float64, and counts the runs whose ``variance_ci`` contains the exact
-per-estimate variance (closed forms from DESIGN.md). The binomial standard error of each
+per-estimate variance (closed forms from docs/measurement.md). The binomial standard error of each
 coverage is printed next to it.
 """
 

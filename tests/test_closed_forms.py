@@ -1,6 +1,6 @@
 """The harness against exact answers: gradients, per-coordinate means and variances.
 
-Exact values come from DESIGN.md's closed forms and from Gauss–Hermite quadrature
+Exact values come from the closed forms of docs/measurement.md and from Gauss–Hermite quadrature
 (tests/reference.py), never from gradbench. Each check is a z-test with |z| < Z on the exact
 standard error of the statistic; Z = 4.5 gives a false-failure rate of 6.8e-6 per check under
 the normal approximation, about 3e-4 for the ~40 checks of this file.

@@ -1,8 +1,8 @@
 """Exact per-sample variances (gradbench.analysis.exact_variance) against closed forms and
 Monte Carlo.
 
-Closed forms: DESIGN.md's table for f = (x − k)², and for the measure-valued estimators the
-moments of the Rayleigh (E R = √(π/2), Var R = 2 − π/2, Var R² = 4) and double-sided Maxwell
+Closed forms: docs/measurement.md's table for f = (x − k)², and for the measure-valued estimators
+the moments of the Rayleigh (E R = √(π/2), Var R = 2 − π/2, Var R² = 4) and double-sided Maxwell
 (E M² = 3, E M⁴ = 15) laws, worked out in each test. The Monte Carlo check is a z-test of the
 sample variance of n seeded estimates against the exact value, on the standard error of the
 sample variance estimated from the same draws, √((m₄ − s⁴)/n); |z| < 4.5 fails a correct

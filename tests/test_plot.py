@@ -101,7 +101,7 @@ def test_exact_curves_follow_the_closed_forms_densely(k_sweep_files):
     data = figure_data(read_result(k_sweep_files[0]))
     variance = panel(data, "variance")
     for key, closed in {
-        # trace over (∂μ, ∂σ) at μ = σ = 1, a = 1 − k: DESIGN.md's forms and their sum
+        # trace over (∂μ, ∂σ) at μ = σ = 1, a = 1 − k: docs/measurement.md's forms and their sum
         "reparam": lambda a: 4 + 4 * a**2 + 8,
         "reinforce": lambda a: (a**4 + 14 * a**2 + 15) + 2 * (a**4 + 30 * a**2 + 37),
     }.items():

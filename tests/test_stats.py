@@ -23,7 +23,7 @@ def streamed(estimates: torch.Tensor, reference: torch.Tensor, chunks: list[int]
 
 
 def direct(estimates: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
-    """Every column from its DESIGN.md definition, on all estimates in memory."""
+    """Every column from its definition in docs/measurement.md, on all estimates in memory."""
     g = estimates.double()
     n = g.shape[0]
     variance = g.var(dim=0)

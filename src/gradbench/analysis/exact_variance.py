@@ -21,8 +21,8 @@ panels of width 1/16 with 8 nodes on [−12, 12] (R on [0, 12]); C(m) integrates
 edges. That is exact up to rounding for polynomial costs, and accurate to about 1e-10 for costs
 that oscillate up to ~90 radians per standard deviation (cos(kx) with kσ ≤ 45). Gauss–Hermite
 quadrature is not used: it aliases oscillating costs (cos(10x) at σ = 1: 3% error with 120
-nodes). Mohamed et al. 2020, JMLR, §4–6 give the estimators; DESIGN.md lists closed forms these
-integrals reproduce.
+nodes). Mohamed et al. 2020, JMLR, §4–6 give the estimators; docs/measurement.md lists closed
+forms these integrals reproduce.
 """
 
 from __future__ import annotations
