@@ -131,6 +131,16 @@ def _unique_names(choices: Sequence[object], known: registry.Registry) -> list[s
     return names
 
 
+def check_run_options(n_samples: int | None, chunk_size: int | None, timing_repeats: int) -> None:
+    """Refuse run options out of range with an :class:`InputError` naming the value."""
+    if n_samples is not None and n_samples < 1:
+        raise InputError(f"n_samples must be a positive integer, got {n_samples}")
+    if chunk_size is not None and chunk_size < 1:
+        raise InputError(f"chunk_size must be a positive integer, got {chunk_size}")
+    if timing_repeats < 0:
+        raise InputError(f"timing_repeats must be >= 0, got {timing_repeats}")
+
+
 def run_comparison(
     objectives: Sequence[ObjectiveChoice] | None = None,
     estimators: Sequence[EstimatorChoice] | None = None,
@@ -158,12 +168,7 @@ def run_comparison(
     with ``interrupted=True``.
     Raises :class:`~gradbench.core.errors.InputError` for bad input before anything runs.
     """
-    if n_samples is not None and n_samples < 1:
-        raise InputError(f"n_samples must be a positive integer, got {n_samples}")
-    if chunk_size is not None and chunk_size < 1:
-        raise InputError(f"chunk_size must be a positive integer, got {chunk_size}")
-    if timing_repeats < 0:
-        raise InputError(f"timing_repeats must be >= 0, got {timing_repeats}")
+    check_run_options(n_samples, chunk_size, timing_repeats)
     config = RunConfig(
         n_samples=n_samples or RunConfig.n_samples,
         seed=seed,

@@ -66,15 +66,9 @@ def compare(
                 update(len(finished), None, f"{result.objective.name} × {result.estimator.name}")
 
             comparison = run_comparison(
-                objectives=objectives,
-                estimators=estimator,
-                n_samples=samples,
-                seed=seed,
-                device=device,
-                dtype=dtype,
-                settings=options.parse_settings(set_),
-                chunk_size=chunk_size,
-                timing_repeats=repeats,
+                **options.run_arguments(
+                    objectives, estimator, samples, seed, device, dtype, set_, chunk_size, repeats
+                ),
                 on_result=advance,
                 arguments=_arguments(ctx),
             )

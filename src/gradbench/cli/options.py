@@ -41,6 +41,32 @@ def parse_settings(assignments: list[str] | None) -> dict[str, str]:
     return dict(parse_assignment(text) for text in assignments or [])
 
 
+def run_arguments(
+    objectives: list[str] | None,
+    estimators: list[str] | None,
+    samples: int | None,
+    seed: int,
+    device: str,
+    dtype: str,
+    assignments: list[str] | None,
+    chunk_size: int | None,
+    repeats: int,
+) -> dict[str, object]:
+    """The options ``compare`` and ``sweep`` share, as keyword arguments of
+    :func:`gradbench.api.run_comparison` and :func:`gradbench.sweep`."""
+    return {
+        "objectives": objectives,
+        "estimators": estimators,
+        "n_samples": samples,
+        "seed": seed,
+        "device": device,
+        "dtype": dtype,
+        "settings": parse_settings(assignments),
+        "chunk_size": chunk_size,
+        "timing_repeats": repeats,
+    }
+
+
 Plugins = Annotated[
     list[str] | None,
     typer.Option(

@@ -149,17 +149,11 @@ def sweep(
         outputs = checked_outputs(tables, plot, overwrite or resume)
         with progress("sweeping") as update:
             result = run_sweep(
-                objectives=objectives,
-                estimators=estimator,
+                **options.run_arguments(
+                    objectives, estimator, samples, seed, device, dtype, set_, chunk_size, repeats
+                ),
                 axes=[*map(parse_list, param or []), *map(parse_scan, param_scan or [])],
                 replicates=seeds,
-                n_samples=samples,
-                seed=seed,
-                device=device,
-                dtype=dtype,
-                settings=options.parse_settings(set_),
-                chunk_size=chunk_size,
-                timing_repeats=repeats,
                 executor=executor,
                 workers=workers,
                 scheduler=scheduler,

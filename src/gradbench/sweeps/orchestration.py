@@ -14,7 +14,7 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-from gradbench.api import resolve_device, resolve_dtype
+from gradbench.api import check_run_options, resolve_device, resolve_dtype
 from gradbench.core.errors import InputError
 from gradbench.core.status import Status
 from gradbench.engine.run import RunConfig
@@ -74,12 +74,7 @@ def sweep(
     finished with ``interrupted=True``. Raises :class:`InputError` for bad input before
     anything runs, :class:`SweepError` when a worker or the cluster fails.
     """
-    if n_samples is not None and n_samples < 1:
-        raise InputError(f"n_samples must be a positive integer, got {n_samples}")
-    if chunk_size is not None and chunk_size < 1:
-        raise InputError(f"chunk_size must be a positive integer, got {chunk_size}")
-    if timing_repeats < 0:
-        raise InputError(f"timing_repeats must be >= 0, got {timing_repeats}")
+    check_run_options(n_samples, chunk_size, timing_repeats)
     if resume and journal is None:
         raise InputError("resume needs a journal: --resume needs --csv PATH")
     resolve_device(device)
