@@ -73,10 +73,13 @@ def test_default_compare_runs_every_pair():
     assert result.exit_code == 0, result.stderr
     for name in OBJECTIVES + ESTIMATORS:
         assert name in result.stdout
-    assert "(skipped)" in result.stdout  # reparam on bernoulli-toy, arm on the Gaussians, …
-    sections = result.stdout.split("├")  # rich draws a rule between objectives
-    assert len(sections) == len(OBJECTIVES)
-    assert all("★ " in section for section in sections)  # a best estimator per objective
+    assert "skipped (" in result.stdout  # reparam on bernoulli-toy, arm on the Gaussians, …
+    titles = [line for line in result.stdout.splitlines() if "  (n = " in line]
+    assert sorted(line.split()[0] for line in titles) == sorted(OBJECTIVES)  # one per objective
+    # Each ends in its verdict: who earns the ★, or why none does (an unstable timing, say).
+    lines = result.stdout.splitlines()
+    verdicts = [line for line in lines if line.startswith(("no ★", "★")) and ": " in line]
+    assert len(verdicts) == len(OBJECTIVES)
 
 
 def test_exports_have_the_documented_schemas(tmp_path):

@@ -12,8 +12,10 @@ from gradbench import compare, run_comparison
 from gradbench.core.errors import InputError
 from gradbench.core.estimator import Estimator
 from gradbench.engine.run import RunConfig, choose_chunk_size, derive_seed, run_pair, timing_batch
+from gradbench.engine.timing import UNSTABLE
 from gradbench.estimators.reinforce import Reinforce
 from gradbench.objectives.gaussian import GaussianSquare
+from gradbench.records.comparison import WARNING_SEPARATOR
 
 FAST = RunConfig(n_samples=2000, seed=0, timing_repeats=0)
 TIME_COLUMNS = ["time_per_sample_s", "time_per_sample_min_s", "time_per_sample_max_s"]
@@ -80,9 +82,15 @@ class OutOfMemoryAbove(Estimator):
 
 
 def measured(table: pd.DataFrame, columns) -> pd.DataFrame:
-    """The columns a run measures, less wall times and the cross-row ``best`` mark."""
+    """The columns a run measures, less wall times, the warnings about them (an unstable
+    timing) and the cross-row ``best`` mark."""
     dropped = [*TIME_COLUMNS, "work_variance", "best"]
-    return table[[c for c in columns if c not in dropped]].reset_index(drop=True)
+    kept = table[[c for c in columns if c not in dropped]].reset_index(drop=True)
+    notes = kept["warnings"].str.split(WARNING_SEPARATOR, regex=False)
+    kept["warnings"] = [
+        WARNING_SEPARATOR.join(n for n in row if not n.startswith(UNSTABLE)) for row in notes
+    ]
+    return kept
 
 
 def test_same_seed_same_numbers_regardless_of_other_pairs():

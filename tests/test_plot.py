@@ -20,7 +20,9 @@ from gradbench.cli.app import app
 from gradbench.objectives.gaussian import GaussianSquare
 from gradbench.records.stored import read_result
 from gradbench.report.figure import exact_curves as figure_module
+from gradbench.report.figure.axes import grid_ticks, tick_labels
 from gradbench.report.figure.build import figure_data
+from gradbench.report.plot import draw
 from gradbench.report.tables import markdown_table
 from gradbench.stats.student_t import quantile
 
@@ -69,6 +71,34 @@ def k_sweep_files(sweep_files, tmp_path_factory) -> tuple[Path, Path]:
         table[keep].drop(columns="param_sigma").to_csv(path, index=False)
         paths.append(path)
     return paths[0], paths[1]
+
+
+@pytest.fixture(scope="module")
+def log_sweep_file(tmp_path_factory) -> Path:
+    """A log scan of sigma (0.1 … 10, five values), one run per point, untimed."""
+    csv = tmp_path_factory.mktemp("log_sweep") / "s.csv"
+    arguments = ["sweep", "gaussian-square", "-e", "reinforce", "-e", "reparam"]
+    arguments += ["--param-scan", "sigma=0.1:10:5:log", "-n", "300", "--repeats", "0"]
+    result = runner.invoke(app, [*arguments, "--csv", str(csv)])
+    assert result.exit_code == 0, result.stderr
+    return csv
+
+
+@pytest.fixture(scope="module")
+def comparison_file(tmp_path_factory) -> Path:
+    """A timed comparison on gaussian-square: biased (fd), unbiased, skipped (disarm). Its ★
+    is set by hand (reparam and mvd), since the ranking withholds it on a machine whose timings
+    disagree; the figure shows the table's ``best`` whatever decided it."""
+    run = run_comparison(
+        [GaussianSquare()],
+        ["reinforce", "reparam", "mvd", "fd", "disarm"],
+        n_samples=2000,
+        timing_repeats=2,
+    )
+    csv = tmp_path_factory.mktemp("comparison") / "r.csv"
+    table = run.table()
+    table.assign(best=table["estimator"].isin(["reparam", "mvd"])).to_csv(csv, index=False)
+    return csv
 
 
 def panel(data, title):
@@ -199,7 +229,7 @@ def test_compare_plot_and_report_round_trip(tmp_path):
     names = {"--csv": "r.csv", "--json": "r.json", "--markdown": "r.md", "--plot": "r.png"}
     files = {flag: tmp_path / name for flag, name in names.items()}
     arguments = ["compare", "gaussian-square", "bernoulli-toy", "-e", "reinforce", "-e", "disarm"]
-    arguments += ["-n", "500", "--repeats", "1"]
+    arguments += ["-n", "500", "--repeats", "1", "--wide"]
     result = runner.invoke(app, arguments + [x for f, p in files.items() for x in (f, str(p))])
     assert result.exit_code == 0, result.stderr
     assert files["--plot"].read_bytes().startswith(b"\x89PNG")
@@ -207,7 +237,7 @@ def test_compare_plot_and_report_round_trip(tmp_path):
     assert "∞" in written  # disarm on bernoulli-toy: zero variance, infinite SNR
     for source in (files["--csv"], files["--json"]):
         out = tmp_path / f"{source.suffix[1:]}.md"
-        result = runner.invoke(app, ["report", str(source), "--markdown", str(out)])
+        result = runner.invoke(app, ["report", str(source), "--wide", "--markdown", str(out)])
         assert result.exit_code == 0, result.stderr
         assert out.read_text() == written
 
@@ -319,3 +349,68 @@ def test_missing_matplotlib_names_the_extra(k_sweep_files, tmp_path, monkeypatch
     line_ = bad("plot", str(k_sweep_files[0]), "--out", str(tmp_path / "f.png"))
     assert line_.endswith("install it with: pip install 'gradbench[plot]'")
     assert not (tmp_path / "f.png").exists()
+
+
+def test_a_log_sweeps_ticks_are_its_grid_values(log_sweep_file):
+    data = figure_data(read_result(log_sweep_file))
+    grid = sorted(pd.read_csv(log_sweep_file)["param_sigma"].unique())
+    assert data.log_x and data.x_ticks == pytest.approx(grid)
+    assert data.x_tick_labels == ["0.1", "0.32", "1", "3.2", "10"]
+    figure = draw(data)
+    for ax in (ax for ax in figure.axes if ax.get_visible()):
+        assert ax.get_xscale() == "log" and ax.get_xticks() == pytest.approx(grid)
+        assert [t.get_text() for t in ax.get_xticklabels()] == data.x_tick_labels
+        assert len(ax.get_xticks(minor=True)) == 0
+
+
+def test_a_short_linear_grid_has_its_values_as_ticks(k_sweep_files):
+    data = figure_data(read_result(k_sweep_files[0]))
+    assert not data.log_x and data.x_ticks == [1.0, 3.0] and data.x_tick_labels == ["1", "3"]
+    assert "Work×variance" not in data.caption and not data.rows[0].starred  # a sweep's row
+
+
+def test_long_grids_are_thinned_to_a_few_ticks_with_compact_labels():
+    log_grid = [10 ** (k / 3) for k in range(-6, 7)]  # 13 values, 0.01 … 100
+    ticks = grid_ticks(pd.Series(log_grid).sample(frac=1, random_state=0).to_numpy(), log=True)
+    assert ticks == [log_grid[i] for i in range(0, 13, 2)]  # both ends kept
+    assert tick_labels(ticks) == ["0.01", "0.046", "0.22", "1", "4.6", "22", "100"]
+    assert grid_ticks(pd.Series(range(20), dtype=float).to_numpy(), log=False) == []
+    assert tick_labels([1.0, 1.05, 1.1]) == ["1", "1.05", "1.1"]  # distinct labels
+    assert tick_labels([2.5e-7, 1e6, 0.0]) == ["2.5e-7", "1e6", "0"]
+
+
+def test_a_comparison_shows_work_variance_and_stars_the_best(comparison_file):
+    data = figure_data(read_result(comparison_file))
+    table = pd.read_csv(comparison_file)
+    ok = table[table["status"] == "ok"].set_index("estimator")
+    row = data.rows[0]
+    assert [p.title for p in row.panels] == [
+        "variance",
+        "bias",
+        "time per estimate",
+        "work×variance",
+    ]
+    work = panel(data, "work×variance")
+    assert [ln.key for ln in work.lines] == row.categories == ["reinforce", "reparam", "mvd", "fd"]
+    for key in row.categories:
+        points, at = line(work, key).points, ok.loc[key]
+        time = at["time_per_sample_s"]
+        assert points.y.tolist() == [at["work_variance"]]
+        assert points.y[0] == pytest.approx(at["variance"] * time, rel=1e-6)
+        assert points.low[0] == pytest.approx(at["variance_ci_low"] * time)
+        assert points.high[0] == pytest.approx(at["variance_ci_high"] * time)
+    best = ok.index[ok["best"]].tolist()
+    assert row.starred == best == ["reparam", "mvd"]
+    labels = row.category_labels()
+    assert [label.removeprefix("★ ") for label in labels] == row.categories
+    assert [label for label in labels if label.startswith("★ ")] == [f"★ {k}" for k in best]
+    assert "Work×variance: variance × median seconds per estimate" in data.caption
+    assert (
+        "★ lowest work×variance among unbiased estimators without significant bias, and any not"
+        " distinguishable from it" in data.caption
+    )
+    assert data.x_ticks == []
+    figure = draw(data)
+    for ax in (ax for ax in figure.axes if ax.get_visible()):  # the ★ in every panel
+        drawn = [t.get_text() for t in ax.get_xticklabels()]
+        assert drawn == labels

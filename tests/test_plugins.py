@@ -1,5 +1,6 @@
 """Plugins, each way in: entry points of an installed package, --plugin module:Class,
---plugin file.py, and registration from Python; broken plugins are one line each."""
+--plugin file.py, and registration from Python; broken plugins are one line each: an error
+and exit status 2 for a --plugin, a warning for an entry point nobody named."""
 
 from __future__ import annotations
 
@@ -52,6 +53,27 @@ def test_single_file_plugin_in_list_compare_and_check(tmp_path):
     checked = invoke("check", "oracle-baseline", "-n", "20000", "--plugin", spec)
     assert checked.exit_code == 0, checked.stdout
     assert "oracle-baseline: passed" in checked.stdout
+
+
+def test_a_relative_file_plugin_is_recorded_by_its_absolute_path(tmp_path, monkeypatch):
+    (tmp_path / "mine").mkdir()
+    shutil.copy(SINGLE_FILE, tmp_path / "mine" / "plugin.py")
+    monkeypatch.chdir(tmp_path)
+    relative = os.path.join("mine", "plugin.py")
+    absolute = str(tmp_path / "mine" / "plugin.py")
+    assert plugins.absolute_spec(relative) == absolute
+    assert plugins.absolute_spec("gradbench.estimators.reparam:Reparam") == (
+        "gradbench.estimators.reparam:Reparam"
+    )
+    record = tmp_path / "run.json"
+    compared = invoke(
+        "compare", "gaussian-square", "-e", "oracle-baseline", *QUICK, "--json", str(record),
+        "--plugin", relative,
+    )  # fmt: skip
+    assert compared.exit_code == 0, compared.stderr
+    (plugin,) = json.loads(record.read_text())["provenance"]["plugins"]
+    assert plugin["spec"] == absolute and plugin["kind"] == "file"
+    assert registry.estimators.entries()["oracle-baseline"].origin == f"file {absolute}"
 
 
 def test_module_attribute_plugin_in_list_compare_and_check(monkeypatch):
@@ -143,6 +165,28 @@ def one_warning(result, *fragments: str) -> None:
         assert fragment in lines[0]
 
 
+def one_error(result, *fragments: str) -> None:
+    """The command stopped with status 2 and one ``gradbench: error: plugin …`` line."""
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("gradbench: error: plugin")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture
+def nothing_runs(monkeypatch):
+    """Fail the test if compare or sweep starts computing."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a command ran although its --plugin could not be loaded")
+
+    monkeypatch.setattr("gradbench.cli.compare.run_comparison", refuse)
+    monkeypatch.setattr("gradbench.cli.sweep.run_sweep", refuse)
+
+
 def write(path: Path, text: str) -> str:
     path.write_text(text)
     return str(path)
@@ -162,13 +206,49 @@ def write(path: Path, text: str) -> str:
     ],
     ids=["syntax-error", "import-error", "empty", "duplicate-name"],
 )
-def test_a_broken_file_plugin_is_one_line_and_the_rest_runs(tmp_path, source, fragments):
+def test_a_broken_file_plugin_is_one_error_line_and_nothing_runs(
+    tmp_path, source, fragments, nothing_runs
+):
     spec = write(tmp_path / "plugin.py", source)
-    result = invoke("compare", "gaussian-square", "-e", "reinforce", *QUICK, "--plugin", spec)
-    assert result.exit_code == 0
-    one_warning(result, repr(spec), *fragments)
-    assert "reinforce" in result.stdout
+    table = tmp_path / "out.csv"
+    result = invoke(
+        "compare", "gaussian-square", "-e", "reinforce", *QUICK, "--csv", str(table),
+        "--plugin", spec,
+    )  # fmt: skip
+    one_error(result, repr(spec), *fragments)
+    assert result.stdout == "" and not table.exists()
     assert registry.estimators.entries()["reinforce"].origin == "built-in"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["compare", "gaussian-square", "-n", "100"],
+        ["sweep", "gaussian-square", "-e", "reinforce", "--param", "k=0,1", "-n", "100"],
+        ["list"],
+        ["check", "reinforce", "-n", "100"],
+        ["plot", "missing-result.csv", "-o", "figure.png"],
+    ],
+    ids=lambda command: command[0],
+)
+@pytest.mark.parametrize("broken", ["syntax-error", "missing-file", "missing-module"])
+def test_every_command_stops_at_a_plugin_it_cannot_load(
+    tmp_path, monkeypatch, command, broken, nothing_runs
+):
+    monkeypatch.chdir(tmp_path)
+    spec = {
+        "syntax-error": write(tmp_path / "broken.py", "def broken(:\n"),
+        "missing-file": str(tmp_path / "absent.py"),
+        "missing-module": "no_such_module_for_gradbench",
+    }[broken]
+    fragment = {
+        "syntax-error": "SyntaxError",
+        "missing-file": "no such file",
+        "missing-module": "ModuleNotFoundError",
+    }[broken]
+    result = invoke(*command, "--plugin", spec)
+    one_error(result, repr(spec), fragment)
+    assert result.stdout == "" and not (tmp_path / "figure.png").exists()
 
 
 def test_a_plugin_is_refused_whole(tmp_path):
@@ -192,10 +272,10 @@ def test_a_plugin_is_refused_whole(tmp_path):
         ("missing/plugin.py", ["no such file"]),
     ],
 )
-def test_bad_specs_are_one_line(spec, fragments):
+def test_bad_specs_are_one_error_line(spec, fragments):
     result = invoke("list", "--plugin", spec)
-    assert result.exit_code == 0
-    one_warning(result, repr(spec), *fragments)
+    one_error(result, repr(spec), *fragments)
+    assert result.stdout == ""
 
 
 def test_a_broken_entry_point_is_one_line(tmp_path, monkeypatch):

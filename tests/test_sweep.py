@@ -6,11 +6,17 @@ agree exactly, or between the aggregate and the rows it is computed from. No fal
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
+import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -19,9 +25,10 @@ from typer.testing import CliRunner
 
 from gradbench.cli.app import app
 from gradbench.engine.run import derive_seed
+from gradbench.extend import plugins
 from gradbench.records.comparison import COLUMNS, DETAIL_COLUMNS
 from gradbench.sweeps.device_lock import DeviceLock
-from gradbench.sweeps.executors import DaskCluster
+from gradbench.sweeps.executors import DaskCluster, ProcessPool, _WorkerWatch
 from gradbench.sweeps.grid import Axis, parse_list, parse_scan
 from gradbench.sweeps.journal import Journal
 from gradbench.sweeps.orchestration import sweep
@@ -185,6 +192,99 @@ def test_process_pool_and_dask_give_the_numbers_of_the_in_process_run():
     assert pool.table().torch_threads.eq(max(1, (os.cpu_count() or 1) // 2)).all()
     # The device lock keeps timings apart, so none is marked.
     assert not pool.table().timing_contention.any()
+
+
+class ElsewherePool(ProcessPool):
+    """A process pool whose workers start in ``directory``, as workers on other machines do."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(workers=1)
+        self.directory = directory
+
+    def __enter__(self) -> ElsewherePool:
+        self._pool = ProcessPoolExecutor(
+            self.concurrency,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=os.chdir,
+            initargs=(str(self.directory),),
+        )
+        return self
+
+
+def test_a_relative_plugin_path_reaches_workers_started_elsewhere(tmp_path, monkeypatch):
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "mine").mkdir(parents=True)
+    elsewhere.mkdir()
+    shutil.copy(BIASED, project / "mine" / "biased.py")
+    monkeypatch.chdir(project)
+    relative = os.path.join("mine", "biased.py")
+    absolute = str(project / "mine" / "biased.py")
+    result = sweep(
+        ["gaussian-square"], ["biased-reparam"], executor=ElsewherePool(elsewhere),
+        plugins=[relative], **QUICK,
+    )  # fmt: skip
+    assert result.table().status.tolist() == ["ok"]
+    assert result.options.plugins == (absolute,)
+    assert [plugin["spec"] for plugin in plugins.loaded()] == [absolute]
+
+
+class Stderr(io.StringIO):
+    """stderr that sets ``seen`` once a line holding ``text`` has been written."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text, self.seen = text, threading.Event()
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if self.text in self.getvalue():
+            self.seen.set()
+        return written
+
+
+def test_a_cluster_without_workers_says_so_once_and_waits_for_one(monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    stderr = Stderr("has had no workers")
+    monkeypatch.setattr(sys, "stderr", stderr)
+    with distributed.LocalCluster(
+        n_workers=0, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        address = cluster.scheduler_address
+
+        def join() -> None:
+            """Add a worker once the warning is out (and a few more looks found none)."""
+            if stderr.seen.wait(timeout=15):
+                time.sleep(1.5)
+            cluster.scale(1)
+
+        helper = threading.Thread(target=join, daemon=True)
+        helper.start()
+        with DaskCluster(scheduler=address, no_workers_warning_s=1) as executor:
+            results = sorted(executor.run(abs, [-1, -2, -3]))
+        helper.join()
+    assert results == [1, 2, 3]
+    warnings = [line for line in stderr.getvalue().splitlines() if "no workers" in line]
+    assert warnings == [
+        f"gradbench: warning: the Dask cluster at {address} has had no workers for 1 s; tasks"
+        f" wait until a worker joins (start one with: dask worker {address})"
+    ]
+
+
+def test_the_worker_watch_warns_after_a_stretch_without_workers(capsys):
+    now = [0.0]
+    watch = _WorkerWatch(30, clock=lambda: now[0])
+    for moment, workers in [(0, 0), (20, 0), (25, 2), (40, 0), (69, 0)]:
+        now[0] = moment
+        watch.look(workers, "tcp://host:8786")
+    assert capsys.readouterr().err == ""  # never 30 s in a row without workers
+    now[0] = 70
+    watch.look(0, "tcp://host:8786")
+    now[0] = 200
+    watch.look(0, "tcp://host:8786")
+    assert capsys.readouterr().err == (
+        "gradbench: warning: the Dask cluster at tcp://host:8786 has had no workers for 30 s;"
+        " tasks wait until a worker joins (start one with: dask worker tcp://host:8786)\n"
+    )
 
 
 def test_timings_taken_side_by_side_are_marked():
@@ -353,7 +453,9 @@ def test_the_summary_shows_each_grid_point_with_its_spread(tmp_path):
         "--param-scan", "sigma=1:2:2", "--seeds", "2", "-n", "500", "--repeats", "0",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    rows = [line for line in result.stdout.splitlines() if "│" in line]
+    rows = [
+        line for line in result.stdout.splitlines() if line.startswith(("reinforce", "reparam"))
+    ]
     assert len(rows) == 2 * 2 * 2  # one per (k, sigma, estimator)
     assert all("±" in row for row in rows) and "timings: not timed" in " ".join(
         result.stdout.split()
@@ -367,7 +469,7 @@ def test_resume_runs_failed_tasks_again(tmp_path, monkeypatch):
     monkeypatch.setenv("GRADBENCH_TRIPWIRE", "fail")
     monkeypatch.setenv("GRADBENCH_TRIPWIRE_AT", "1")
     first = invoke(*tripwire_sweep(csv))
-    assert first.exit_code == 0, first.stderr
+    assert first.exit_code == 1, first.stderr  # a failed task: status 1, after writing
     assert list(pd.read_csv(csv).status) == ["ok", "failed", "ok", "ok"]
     log.unlink()
     monkeypatch.delenv("GRADBENCH_TRIPWIRE")

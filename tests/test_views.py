@@ -23,6 +23,7 @@ def row(estimator: str, variance: float, seconds: float, bias_p: float = 0.5, **
         reason="",
         best=False,
         n_samples=1000,
+        n_used=1000,
         seed=0,
         device="cpu",
         device_name="test cpu",
@@ -67,6 +68,33 @@ def test_best_is_the_lowest_unbiased_work_variance_with_ties_within_noise():
     assert [r["estimator"] for r in rows if r["best"]] == ["fast", "tied"]
 
 
+def test_no_star_rests_on_an_unstable_timing_or_on_too_few_estimates():
+    # A stable leader and a slower rival whose repeats are stable: the leader alone.
+    rows = [row("fast", 1.0, 1e-7), row("slow", 1.0, 1e-6)]
+    mark_best(rows)
+    assert [r["best"] for r in rows] == [True, False]
+    # The rival's repeats run from 2e-8 to 1e-6 around a median of 1e-6: it could be the best,
+    # so the ranking is undecided and nobody gets the ★.
+    rows = [
+        row("fast", 1.0, 1e-7),
+        row("noisy", 1.0, 1e-6, time_per_sample_min_s=2e-8, time_per_sample_max_s=1.1e-6),
+    ]
+    mark_best(rows)
+    assert not any(r["best"] for r in rows)
+    # An unstable row that cannot be the best (its fastest repeat is still 10× slower) does not
+    # withhold the ★ from the leader, and does not get one.
+    rows = [
+        row("fast", 1.0, 1e-7),
+        row("noisy", 1.0, 1e-5, time_per_sample_min_s=1e-6, time_per_sample_max_s=2e-5),
+    ]
+    mark_best(rows)
+    assert [r["best"] for r in rows] == [True, False]
+    # Fewer estimates than the reliable number: no ★ at all.
+    rows = [row("fast", 1.0, 1e-7, n_used=2), row("slow", 1.0, 1e-6, n_used=2)]
+    mark_best(rows)
+    assert not any(r["best"] for r in rows)
+
+
 def test_best_is_decided_per_configuration_and_configurations_are_labelled():
     rows = [
         row("a", 1.0, 1e-7, setting_k=1.0),
@@ -82,7 +110,7 @@ def test_best_is_decided_per_configuration_and_configurations_are_labelled():
 
 def test_bias_verdicts():
     assert bias_cell(row("a", 1.0, 1.0, bias_p=0.2)) == "0.01 (n.s.)"
-    assert bias_cell(row("a", 1.0, 1.0, bias_p=3e-7)) == "0.01 (p=3e-07)"
+    assert bias_cell(row("a", 1.0, 1.0, bias_p=3e-7)) == "0.01 (p=3e-7)"
     assert bias_cell(row("a", 1.0, 1.0, bias_p=NAN)) == "0.01"  # fewer than two estimates
     estimated = row("a", 1.0, 1.0, bias_p=0.2, reference_se_max=0.003)
     assert bias_cell(estimated) == "0.01 (n.s., ref ±0.003)"
@@ -92,7 +120,7 @@ def test_number_and_duration_formats():
     assert [number(x) for x in (NAN, math.inf, 123456.0, 0.000123456)] == [
         "—",
         "∞",
-        "1.23e+05",
+        "1.23e5",
         "0.000123",
     ]
     assert [duration(x) for x in (2.5, 2.5e-3, 2.5e-6, 2.5e-9, NAN)] == [
@@ -117,7 +145,7 @@ def test_markdown_golden():
     )
     assert lines[2] == (
         "| toy | ★ fast | 1 | 2 [1.8, 2.2] | 0.01 (n.s.) | 2 ± 0.1 | 0.707 | 0.5 ± 0.01"
-        " | 0.25 ± 0.01 | 2 | 100 ns | 2e-07 |"
+        " | 0.25 ± 0.01 | 2 | 100 ns | 2e-7 |"
     )
     assert lines[3] == "| toy | (skipped) |  | skipped |  |  |  |  |  |  |  |  |"
     assert lines[5].startswith("n = 1000, seed 0, cpu (test cpu), float64.")

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
-from gradbench.core.errors import InputError
+from gradbench.core.errors import InputError, did_you_mean
 from gradbench.core.estimator import Estimator
 from gradbench.core.objective import Objective
 from gradbench.core.routing import Side, declared, reaches, split_key
@@ -77,20 +77,23 @@ def _split_settings(
         if objectives or estimators:
             continue
         if owner is not None:
-            chosen = ", ".join([*objective_names, *estimator_names])
+            chosen = [*objective_names, *estimator_names]
             raise InputError(
-                f"setting {key!r}: {owner!r} is not a chosen objective or estimator;"
-                f" chosen: {chosen}"
+                f"setting {key!r}: {owner!r} is not a chosen objective or estimator"
+                f"{did_you_mean(owner, chosen)}; chosen: {', '.join(chosen)}"
             )
-        valid = sorted(
-            set().union(*(declared(c, Side.OBJECTIVE) for c in objective_classes.values()))
-        )
+        declarations = (declared(c, Side.OBJECTIVE) for c in objective_classes.values())
+        valid = sorted(set().union(*declarations))
         raise InputError(
-            f"setting {key!r}: no chosen objective has it; valid settings: {', '.join(valid)}"
+            f"setting {key!r}: no chosen objective has it{did_you_mean(key, valid)};"
+            f" valid settings: {', '.join(valid)}"
             " (estimator options are set as ESTIMATOR.KEY, e.g. fd.step)"
         )
     return per_objective, per_estimator
 
+
+#: ``on_progress(done, total, label)``: units of work done (fractional while one runs) of total.
+ProgressCallback = Callable[[float, int, str], None]
 
 ObjectiveChoice = str | Objective
 EstimatorChoice = str | Estimator
@@ -131,8 +134,19 @@ def _unique_names(choices: Sequence[object], known: registry.Registry) -> list[s
     return names
 
 
-def check_run_options(n_samples: int | None, chunk_size: int | None, timing_repeats: int) -> None:
+#: Seeds are stored in int64 columns (CSV, JSON, pandas' Int64).
+SEED_RANGE = (-(2**63), 2**63 - 1)
+
+
+def check_run_options(
+    n_samples: int | None, chunk_size: int | None, timing_repeats: int, seed: int = 0
+) -> None:
     """Refuse run options out of range with an :class:`InputError` naming the value."""
+    if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise InputError(
+            f"seed {seed} is out of range; a seed is a 64-bit integer, from {SEED_RANGE[0]}"
+            f" to {SEED_RANGE[1]}"
+        )
     if n_samples is not None and n_samples < 1:
         raise InputError(f"n_samples must be a positive integer, got {n_samples}")
     if chunk_size is not None and chunk_size < 1:
@@ -154,6 +168,7 @@ def run_comparison(
     on_result: Callable[[RunResult], None] | None = None,
     arguments: dict | None = None,
     timing_guard: Callable[[], AbstractContextManager[object]] | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> Comparison:
     """Run every (objective, estimator) pair and return the full record.
 
@@ -163,12 +178,13 @@ def run_comparison(
 
     ``settings`` maps ``KEY`` (applied to every chosen objective that declares it) or
     ``NAME.KEY`` (one objective or estimator) to a value. ``on_result`` is called after each
-    pair; ``arguments`` (the command line, say) is saved in the provenance; ``timing_guard`` is
-    entered around each pair's timed repeats. Ctrl-C stops the loop and returns what finished,
-    with ``interrupted=True``.
+    pair, ``on_progress(done, total, pair)`` after each chunk of estimates with the pairs done
+    (a fraction for the one running) out of the total; ``arguments`` (the command line, say)
+    is saved in the provenance; ``timing_guard`` is entered around each pair's timed repeats.
+    Ctrl-C stops the loop and returns what finished, with ``interrupted=True``.
     Raises :class:`~gradbench.core.errors.InputError` for bad input before anything runs.
     """
-    check_run_options(n_samples, chunk_size, timing_repeats)
+    check_run_options(n_samples, chunk_size, timing_repeats, seed)
     config = RunConfig(
         n_samples=n_samples or RunConfig.n_samples,
         seed=seed,
@@ -181,17 +197,34 @@ def run_comparison(
     chosen_objectives, chosen_estimators = instantiate(objectives, estimators, settings)
     results: list[RunResult] = []
     interrupted = False
+    total = len(chosen_objectives) * len(chosen_estimators)
     try:
         for objective in chosen_objectives:
             samples = n_samples or objective.default_samples or RunConfig.n_samples
             for estimator in chosen_estimators:
-                results.append(run_pair(objective, estimator, replace(config, n_samples=samples)))
+                pair = f"{objective.name} × {estimator.name}"
+                on_chunk = _pair_progress(on_progress, len(results), total, samples, pair)
+                pair_config = replace(config, n_samples=samples, on_chunk=on_chunk)
+                results.append(run_pair(objective, estimator, pair_config))
                 if on_result is not None:
                     on_result(results[-1])
+        if on_progress is not None:
+            on_progress(total, total, "")
     except KeyboardInterrupt:
         interrupted = True
     record = provenance(config.device, config.dtype, seed, n_samples, arguments)
     return build_comparison(results, config, record, interrupted)
+
+
+def _pair_progress(
+    on_progress: ProgressCallback | None, done: int, total: int, samples: int, pair: str
+) -> Callable[[int], None] | None:
+    """Report the start of a pair, and return the engine's chunk callback that reports the
+    fraction of its ``samples`` estimates added (None without ``on_progress``)."""
+    if on_progress is None:
+        return None
+    on_progress(done, total, pair)
+    return lambda added: on_progress(done + added / samples, total, pair)
 
 
 def build_estimator(name: str, options: Mapping[str, object] | None = None) -> Estimator:

@@ -16,12 +16,13 @@ from gradbench.cli.plugins import load_plugins
 from gradbench.cli.progress import progress
 from gradbench.core.errors import InputError
 from gradbench.core.status import Status
-from gradbench.engine.run import RunConfig, RunResult
+from gradbench.engine.run import RunConfig
 from gradbench.records.files import write_atomic
 from gradbench.records.stored import StoredResult
 from gradbench.report.figure.build import figure_data
 from gradbench.report.plot import write_figure
-from gradbench.report.tables import markdown_table, rich_table, warning_lines
+from gradbench.report.tables import warning_lines
+from gradbench.report.view import ViewOptions, markdown_view, terminal_view
 
 
 @app.command()
@@ -50,26 +51,25 @@ def compare(
         Path | None, typer.Option(metavar="PATH", help="Write the displayed table as Markdown.")
     ] = None,
     plot: options.Plot = None,
+    columns: options.ColumnNames = None,
+    wide: options.Wide = False,
+    sort: options.Sort = None,
     overwrite: options.Overwrite = False,
     plugin: options.Plugins = None,
 ) -> None:
-    """Measure bias, variance and cost of each estimator on each objective."""
+    """Measure bias, variance and cost of each estimator on each objective. Exits 1 when a pair
+    failed (after writing every file), 2 on bad input."""
     load_plugins(plugin)
     try:
+        view = ViewOptions(options.column_names(columns), wide, sort)
         tables = {"--csv": csv, "--detail-csv": detail_csv, "--json": json, "--markdown": markdown}
         outputs = checked_outputs(tables, plot, overwrite)
-        with progress("comparing") as update:
-            finished: list[RunResult] = []
-
-            def advance(result: RunResult) -> None:
-                finished.append(result)
-                update(len(finished), None, f"{result.objective.name} × {result.estimator.name}")
-
+        with progress("comparing", unit="pairs") as update:
             comparison = run_comparison(
                 **options.run_arguments(
                     objectives, estimator, samples, seed, device, dtype, set_, chunk_size, repeats
                 ),
-                on_result=advance,
+                on_progress=update,
                 arguments=_arguments(ctx),
             )
     except InputError as problem:
@@ -77,6 +77,11 @@ def compare(
         raise typer.Exit(USAGE_ERROR) from None
 
     table = comparison.table()
+    try:
+        shown = terminal_view(table, view)
+    except InputError as problem:  # a --columns or --sort name the table does not have
+        error(str(problem))
+        raise typer.Exit(USAGE_ERROR) from None
     messages = [f"warning: {line}" for line in warning_lines(table)]
     failed = int((table["status"] == Status.FAILED).sum())
     if failed:
@@ -85,11 +90,18 @@ def compare(
         "--csv": comparison.write_csv,
         "--detail-csv": comparison.write_detail_csv,
         "--json": comparison.write_json,
-        "--markdown": lambda path: write_atomic(path, markdown_table(table)),
+        "--markdown": lambda path: write_atomic(path, markdown_view(table, view)),
         "--plot": lambda path: write_figure(figure_data(StoredResult.of(comparison)), path),
     }
     kept = f"{len(table)} finished pair(s) are in the table above{written(outputs)}"
-    finish(rich_table(table), messages, writers, outputs, kept if comparison.interrupted else None)
+    finish(
+        shown,
+        messages,
+        writers,
+        outputs,
+        interrupted=kept if comparison.interrupted else None,
+        failed=bool(failed),
+    )
 
 
 def _arguments(ctx: typer.Context) -> dict[str, Any]:

@@ -22,7 +22,5 @@ def note(message: str) -> None:
 
 
 def stdout() -> Console:
-    console = Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 200)  # keep rows on one line in files and pipes
-    return console
+    """The data console: the terminal's width, or ``COLUMNS`` (80 unset) when piped."""
+    return Console()

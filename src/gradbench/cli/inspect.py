@@ -40,7 +40,7 @@ def check(
         ),
     ] = 100_000,
     seed: Annotated[
-        int, typer.Option(parser=options.INTEGER, metavar="S", help="Seed of every test.")
+        int, typer.Option(parser=options.SEED, metavar="S", help="Seed of every test.")
     ] = 0,
     device: options.Device = "cpu",
     dtype: options.Dtype = "float32",

@@ -11,27 +11,30 @@ from typing import Annotated
 
 import typer
 
-from gradbench.api import DEVICES, DTYPES
+from gradbench.api import DEVICES, DTYPES, SEED_RANGE
 from gradbench.core.settings import parse_assignment
 from gradbench.engine.run import RunConfig
 
 
-def _integer(minimum: int | None, noun: str) -> Callable[[str], int]:
-    """A typer parser for integers >= ``minimum`` whose error repeats the bad value."""
+def _integer(minimum: int, noun: str, maximum: int = 2**63 - 1) -> Callable[[str], int]:
+    """A typer parser for integers in [``minimum``, ``maximum``] whose error repeats the bad
+    value; the default maximum is int64's, the width of every integer column."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise typer.BadParameter(f"{text!r} is not an integer") from None
-        if minimum is not None and value < minimum:
+        if value < minimum:
             raise typer.BadParameter(f"{value} is not {noun} (must be >= {minimum})")
+        if value > maximum:
+            raise typer.BadParameter(f"{value} is not {noun} (must be <= {maximum})")
         return value
 
     return parse
 
 
-INTEGER = _integer(None, "an integer")
+SEED = _integer(SEED_RANGE[0], "a 64-bit seed", SEED_RANGE[1])
 POSITIVE = _integer(1, "a positive integer")
 NON_NEGATIVE = _integer(0, "a non-negative integer")
 
@@ -113,7 +116,7 @@ Samples = Annotated[
 Seed = Annotated[
     int,
     typer.Option(
-        parser=INTEGER, metavar="S", help="Seed; each pair derives its own generator from it."
+        parser=SEED, metavar="S", help="Seed; each pair derives its own generator from it."
     ),
 ]
 Settings = Annotated[
@@ -151,3 +154,33 @@ Results = Annotated[
         show_default=False,
     ),
 ]
+
+ColumnNames = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--columns",
+        metavar="NAMES",
+        help="Columns to show, by their CSV names, comma-separated or repeated (e.g."
+        " --columns variance,mse,time_per_sample_s); default: variance, bias_p,"
+        " time_per_sample_s, work_variance.",
+    ),
+]
+Wide = Annotated[
+    bool, typer.Option("--wide", help="Show every column in one wide table (as before 0.2).")
+]
+Sort = Annotated[
+    str | None,
+    typer.Option(
+        "--sort",
+        metavar="COLUMN",
+        help="Order each objective's rows by this CSV column (-COLUMN: descending); default:"
+        " the ★ first, then by work_variance.",
+    ),
+]
+
+
+def column_names(given: list[str] | None) -> list[str] | None:
+    """``--columns a,b --columns c`` → [a, b, c]; None when not given."""
+    if not given:
+        return None
+    return [name.strip() for text in given for name in text.split(",") if name.strip()]

@@ -75,10 +75,11 @@ def finish(
     writers: dict[str, Writer],
     outputs: dict[str, Path | None],
     interrupted: str | None,
+    failed: bool = False,
 ) -> None:
     """Show the result and its messages (on stderr), write every requested file, then stop
     with status 130 when the run was interrupted (``interrupted`` says what was kept), or 1
-    when a file could not be written."""
+    when a file could not be written or a pair ``failed``."""
     stdout().print(view)
     for line in messages:
         note(line)
@@ -90,6 +91,8 @@ def finish(
     if interrupted is not None:
         error(f"interrupted: {interrupted}")
         raise typer.Exit(INTERRUPTED)
+    if failed:
+        raise typer.Exit(RUNTIME_ERROR)
 
 
 def written(outputs: dict[str, Path | None]) -> str:

@@ -15,11 +15,15 @@ from gradbench.cli.console import RUNTIME_ERROR, USAGE_ERROR, error, note, stdou
 from gradbench.cli.outputs import check_figure, check_output
 from gradbench.cli.plugins import load_plugins
 from gradbench.core.errors import InputError
+from gradbench.records.difference import Difference, compare_results
 from gradbench.records.files import write_atomic
 from gradbench.records.stored import read_result
+from gradbench.report.difference import markdown_table as difference_markdown
+from gradbench.report.difference import note_lines as difference_notes
+from gradbench.report.difference import rich_table as difference_table
 from gradbench.report.figure.build import figure_data
 from gradbench.report.plot import write_figure
-from gradbench.report.tables import markdown_table, rich_table
+from gradbench.report.view import ViewOptions, markdown_view, terminal_view
 
 
 @app.command("plot")
@@ -68,27 +72,62 @@ def plot_command(
 @app.command()
 def report(
     results: options.Results,
+    other: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="RESULTS_B",
+            help="A second saved result, B: compare RESULTS (A, the baseline) with it pair by"
+            " pair instead: the variance ratio B/A with its 95% interval, the time ratio B/A,"
+            " whether each changed significantly, and bias verdicts that changed.",
+            show_default=False,
+        ),
+    ] = None,
     markdown: Annotated[
         Path | None,
         typer.Option(
-            metavar="PATH", help="Write the table as Markdown, as compare --markdown writes it."
+            metavar="PATH",
+            help="Write the table as Markdown, as compare --markdown writes it (with RESULTS_B,"
+            " the comparison).",
         ),
     ] = None,
+    columns: options.ColumnNames = None,
+    wide: options.Wide = False,
+    sort: options.Sort = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the Markdown file if it exists.")
     ] = False,
 ) -> None:
-    """Show a saved result's table, in the terminal or as Markdown (--markdown PATH)."""
+    """Show a saved result's table, in the terminal or as Markdown (--markdown PATH); with a
+    second result, compare the two pair by pair (rows matched on objective, estimator,
+    settings, options, sweep axes and replicate), as pytest-benchmark compare does."""
     try:
+        view = ViewOptions(options.column_names(columns), wide, sort)
         check_output(markdown, "--markdown", overwrite)
-        table = read_result(results).table
+        first = read_result(results)
+        difference = None if other is None else compare_results(first, read_result(other))
+        shown = terminal_view(first.table, view) if markdown is None else None
+        text = markdown_view(first.table, view) if markdown is not None else ""
     except InputError as problem:
         error(str(problem))
         raise typer.Exit(USAGE_ERROR) from None
+    if difference is not None:
+        _report_difference(difference, markdown)
+    elif markdown is None:
+        stdout().print(shown)
+    else:
+        _write(markdown, lambda: write_atomic(markdown, text))
+
+
+def _report_difference(difference: Difference, markdown: Path | None) -> None:
+    """Print the comparison of two results (table, then its note lines), or write it as
+    Markdown."""
     if markdown is None:
-        stdout().print(rich_table(table))
+        console = stdout()
+        console.print(difference_table(difference))
+        for line in difference_notes(difference):
+            console.print(line, markup=False, highlight=False)
         return
-    _write(markdown, lambda: write_atomic(markdown, markdown_table(table)))
+    _write(markdown, lambda: write_atomic(markdown, difference_markdown(difference)))
 
 
 def _write(path: Path, write: Callable[[], None]) -> None:

@@ -14,6 +14,7 @@ from gradbench.cli.outputs import checked_outputs, finish
 from gradbench.cli.plugins import load_plugins
 from gradbench.cli.progress import progress
 from gradbench.core.errors import InputError
+from gradbench.core.status import Status
 from gradbench.engine.run import RunConfig
 from gradbench.records.stored import StoredResult
 from gradbench.report.figure.build import figure_data
@@ -147,7 +148,7 @@ def sweep(
             aggregate_csv = aggregate_path(csv)
         tables = {"--csv": csv, "--aggregate-csv": aggregate_csv, "--detail-csv": detail_csv}
         outputs = checked_outputs(tables, plot, overwrite or resume)
-        with progress("sweeping") as update:
+        with progress("sweeping", unit="tasks") as update:
             result = run_sweep(
                 **options.run_arguments(
                     objectives, estimator, samples, seed, device, dtype, set_, chunk_size, repeats
@@ -181,7 +182,18 @@ def sweep(
     }
     kept = f"; they are kept in {result.journal}: finish with --resume" if csv else ""
     interrupted = f"{len(result.finished)} of {len(result.tasks)} tasks finished{kept}"
-    messages = [f"warning: {line}" for line in sweep_warning_lines(result.table())]
+    table = result.table()
+    messages = [f"warning: {line}" for line in sweep_warning_lines(table)]
+    failed = int((table["status"] == Status.FAILED).sum())
+    if failed:
+        messages.append(
+            f"{failed} task(s) failed; their reason is in the CSV (--resume reruns them)"
+        )
     finish(
-        sweep_table(result), messages, writers, outputs, interrupted if result.interrupted else None
+        sweep_table(result),
+        messages,
+        writers,
+        outputs,
+        interrupted=interrupted if result.interrupted else None,
+        failed=bool(failed),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -52,8 +53,8 @@ class ParamLayout:
             if len(shape) == 0:
                 labels.append(name)
                 continue
-            for index in torch.cartesian_prod(*(torch.arange(d) for d in shape)).reshape(
-                -1, len(shape)
-            ):
-                labels.append(f"{name}[{','.join(str(int(i)) for i in index)}]")
+            labels.extend(
+                f"{name}[{','.join(map(str, index))}]"
+                for index in itertools.product(*(range(d) for d in shape))
+            )
         return labels

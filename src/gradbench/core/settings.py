@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from gradbench.core.errors import InputError
+from gradbench.core.errors import InputError, did_you_mean
 
 Value = int | float | None
 Check = Callable[[float], str | None]
@@ -90,7 +90,8 @@ def resolve(
     unknown = sorted(set(given) - set(by_name))
     if unknown:
         valid = ", ".join(by_name) or "none"
-        raise InputError(f"{owner}: unknown setting {unknown[0]!r}; valid settings: {valid}")
+        hint = did_you_mean(unknown[0], by_name)
+        raise InputError(f"{owner}: unknown setting {unknown[0]!r}{hint}; valid settings: {valid}")
     return {
         name: setting.parse(given[name], owner) if name in given else setting.default
         for name, setting in by_name.items()

@@ -34,3 +34,11 @@ def chunk_budget(device: torch.device, requested: int | None = None) -> int:
     budget = requested or DEFAULT_BUDGET.get(device.type, DEFAULT_BUDGET["cpu"])
     free = free_bytes(device)
     return budget if free is None else max(1, min(budget, int(free * FREE_FRACTION)))
+
+
+def describe_bytes(count: float) -> str:
+    """``count`` bytes in KiB, MiB or GiB, three significant figures."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= scale:
+            return f"{count / scale:.3g} {unit}"
+    return f"{count:.0f} B"

@@ -25,10 +25,10 @@ from gradbench.core.objective import Objective
 from gradbench.core.params import ParamLayout, Params
 from gradbench.core.seeding import derive_seed
 from gradbench.core.status import Status
-from gradbench.engine.memory import chunk_budget
-from gradbench.engine.timing import Timing, time_per_sample
-from gradbench.stats.accumulator import GradientStatistics
-from gradbench.stats.summary import Summary
+from gradbench.engine.memory import chunk_budget, describe_bytes
+from gradbench.engine.timing import Timing, time_per_sample, timing_warning
+from gradbench.stats.accumulator import DEFAULT_GROUPS, GradientStatistics
+from gradbench.stats.summary import PER_SAMPLE_COLUMNS, Summary
 
 #: Chunks are a multiple of this many rows: CPU normal draws of 16 values are then the same
 #: however n is split into chunks.
@@ -56,6 +56,8 @@ class RunConfig:
     memory_budget: int | None = None
     #: Entered around the warm-up and timed repeats: a sweep's per-device lock, say.
     timing_guard: Callable[[], AbstractContextManager[object]] | None = None
+    #: Called after each chunk with the estimates added so far (a progress display, say).
+    on_chunk: Callable[[int], None] | None = None
 
 
 @dataclass
@@ -78,11 +80,19 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
 
 
+class MemoryBudgetError(ValueError):
+    """Not even the smallest aligned chunk of estimates fits the memory budget."""
+
+
 def choose_chunk_size(
     objective: Objective, params: Params, evals_per_sample: int, config: RunConfig
 ) -> int:
-    """Rows per chunk: ``config.chunk_size`` if given, else what fits the memory budget,
-    rounded down to a multiple of :data:`ROW_ALIGNMENT`."""
+    """Rows per chunk: ``config.chunk_size`` if given, else what fits the memory budget beside
+    the statistics' own state, rounded down to a multiple of :data:`ROW_ALIGNMENT`.
+
+    Raises :class:`MemoryBudgetError` up front when not even :data:`ROW_ALIGNMENT` rows fit:
+    smaller chunks would draw other random numbers than the aligned ones, and a θ that large
+    should be a deliberate choice (``--chunk-size``)."""
     if config.chunk_size is not None:
         return max(1, min(config.chunk_size, config.n_samples))
     event = math.prod(objective.distribution(params).event_shape)
@@ -90,10 +100,28 @@ def choose_chunk_size(
     itemsize = torch.empty((), dtype=config.dtype).element_size()
     per_estimate = _BYTES_PER_ELEMENT_FACTOR * itemsize * evals_per_sample * (event + grad_dim)
     per_estimate += 8 * 8 * (grad_dim + 3)  # float64 statistics temporaries
-    rows = chunk_budget(config.device, config.memory_budget) // per_estimate
+    budget = chunk_budget(config.device, config.memory_budget)
+    state = statistics_bytes(grad_dim, config.n_samples)
+    rows = (budget - state) // per_estimate
+    smallest = min(ROW_ALIGNMENT, config.n_samples)
+    if rows < smallest:
+        raise MemoryBudgetError(
+            f"{smallest} estimates of {grad_dim} coordinates need"
+            f" {describe_bytes(smallest * per_estimate)} and the statistics"
+            f" {describe_bytes(state)}, more than the {describe_bytes(budget)} a chunk may use"
+            f" on {config.device.type}; lower the size of θ (--set), or pass --chunk-size N to"
+            " run anyway (chunks under 16 rows draw other random numbers than aligned ones)"
+        )
     if rows >= ROW_ALIGNMENT:
         rows -= rows % ROW_ALIGNMENT
     return max(1, min(config.n_samples, rows))
+
+
+def statistics_bytes(grad_dim: int, n_samples: int) -> int:
+    """Bytes of the accumulator's per-group moments (count, mean, M2 of P + 3 columns), twice:
+    a chunk's merge builds the new state beside the old one."""
+    groups = min(DEFAULT_GROUPS, n_samples)
+    return 2 * 8 * groups * (1 + 2 * (grad_dim + PER_SAMPLE_COLUMNS))
 
 
 def timing_batch(chunk: int, n_samples: int, seconds_per_estimate: float) -> int:
@@ -171,6 +199,9 @@ def _measure(
             if m == 1:
                 raise
             chunk = max(1, m // 2)
+            continue
+        if config.on_chunk is not None:
+            config.on_chunk(statistics.added)
     result.chunk_size = chunk
     result.summary = statistics.summary()  # reads the device: the loop's work is done
     seconds_per_estimate = (time.perf_counter() - started) / config.n_samples
@@ -227,4 +258,6 @@ def _warnings(summary: Summary, timing: Timing | None) -> list[str]:
         )
     if timing is not None and timing.below_resolution:
         notes.append("timing is near the timer's resolution; raise --samples for a longer batch")
+    if timing is not None and (unstable := timing_warning(timing)):
+        notes.append(unstable)
     return notes

@@ -11,6 +11,12 @@ import torch
 
 #: A repeat shorter than this many timer ticks is flagged as below the timer's resolution.
 MIN_TICKS = 1000
+#: pyperf's check of repeated timings ("the maximum is 50% greater than the mean"), in terms of
+#: what a result keeps (median, fastest and slowest repeat): a repeat more than this fraction
+#: away from the median means the machine was busy while the pair was timed.
+FAR_FROM_MEDIAN = 0.5
+#: The start of an unstable timing's warning, by which views group them.
+UNSTABLE = "timing unstable"
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,18 @@ class Timing:
     repeats: int
     batch: int
     below_resolution: bool
+
+
+def instability(median: float, fastest: float, slowest: float) -> str:
+    """Why repeats with this median, fastest and slowest time are not to be trusted, or ``""``
+    when they are stable (or undefined: NaN)."""
+    if not median > 0:
+        return ""
+    if slowest > (1 + FAR_FROM_MEDIAN) * median:
+        return f"the slowest repeat took {slowest / median:.2g}× the median"
+    if fastest < (1 - FAR_FROM_MEDIAN) * median:
+        return f"the fastest repeat took {fastest / median:.2g}× the median"
+    return ""
 
 
 def synchronize(device: torch.device) -> None:
@@ -52,3 +70,11 @@ def time_per_sample(
         batch=batch,
         below_resolution=min(walls) < MIN_TICKS * resolution,
     )
+
+
+def timing_warning(timing: Timing) -> str:
+    """The warning of an unstable timing, with what helps; ``""`` when it is stable."""
+    why = instability(timing.per_sample_s, timing.min_per_sample_s, timing.max_per_sample_s)
+    if not why:
+        return ""
+    return f"{UNSTABLE} ({why}): no ★ rests on it; rerun on an idle machine"

@@ -11,8 +11,12 @@ Three ways in, all ending in :class:`~gradbench.extend.registry.Registry.registe
 3. **Python**: ``@gradbench.register_estimator`` / ``@gradbench.register_objective``.
 
 A plugin that fails to import, holds no estimator or objective, or reuses a taken name is
-refused whole with one line naming it and the problem; everything else still runs. Loaded
-plugins are recorded (spec, version, names) for the result's provenance.
+refused whole with one line naming it and the problem: a broken entry point (which nobody asked
+for by name) is kept in :func:`problems` and everything else still runs, while a spec given to
+:func:`load_plugin` raises :class:`PluginError`. File specs are made absolute
+(:func:`absolute_spec`) before they are loaded or recorded, so that a worker started in another
+directory finds the same file. Loaded plugins are recorded (spec, version, names) for the
+result's provenance.
 """
 
 from __future__ import annotations
@@ -121,19 +125,40 @@ def autoload() -> None:
                 _state.loaded.append(Plugin(spec, "entry point", package_version, (cls.name,)))
 
 
+def is_file_spec(spec: str) -> bool:
+    """Whether ``spec`` names a Python file (it ends in ``.py`` or holds a path separator)
+    rather than a module."""
+    separators = [sep for sep in (os.sep, os.altsep) if sep]
+    return spec.endswith(".py") or any(sep in spec for sep in separators)
+
+
+def absolute_spec(spec: str) -> str:
+    """``spec`` with an existing file made absolute; module specs and missing files unchanged.
+
+    A relative ``path/to/file.py`` means a different file (or none) to a worker started in
+    another directory; the absolute path means the same one on every machine that shares the
+    file system.
+    """
+    if is_file_spec(spec) and Path(spec).is_file():
+        return os.path.abspath(spec)
+    return spec
+
+
 def load_plugin(spec: str) -> Plugin:
     """Load ``path.py``, ``module`` or ``module:Attr``; raise :class:`PluginError` if it fails.
 
-    Loading the same spec twice returns the first record.
+    A file is loaded and recorded by its absolute path (:func:`absolute_spec`). Loading the
+    same spec twice returns the first record.
     """
     autoload()
+    spec = absolute_spec(spec)
     for plugin in _state.loaded:
         if plugin.spec == spec:
             return plugin
     before = _registered_names()
     saved = snapshot()
     try:
-        if spec.endswith(".py") or os.sep in spec:
+        if is_file_spec(spec):
             kind, plugin_version = "file", _load_file(Path(spec))
         else:
             kind, plugin_version = "module", _load_module(spec)

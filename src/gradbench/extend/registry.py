@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from gradbench.core.errors import InputError
+from gradbench.core.errors import InputError, did_you_mean
 from gradbench.core.estimator import Estimator
 from gradbench.core.objective import Objective
 
@@ -82,7 +82,8 @@ class Registry(Generic[T]):
         entries = self.entries()
         if name not in entries:
             raise InputError(
-                f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(entries)}"
+                f"unknown {self.kind} {name!r}{did_you_mean(name, entries)};"
+                f" valid {self.kind}s: {', '.join(entries)}"
             )
         return entries[name].cls
 

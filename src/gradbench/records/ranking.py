@@ -1,8 +1,11 @@
 """The ranking of a comparison: which estimators earn the ★, and which biases are significant.
 
 Among the ok rows of one objective configuration, the ★ goes to the estimators that are unbiased
-by design and show no significant bias, with the lowest work×variance (variance × seconds per
-estimate) or a range that overlaps the lowest one's. Biased estimators compare on MSE instead.
+by design, show no significant bias and ran at least the reliable number of estimates, with the
+lowest work×variance (variance × seconds per estimate) or a range that overlaps the lowest
+one's. A timing whose repeats disagree (:func:`gradbench.engine.timing.instability`) earns no
+★, and withholds it from the others where it could be the best. Biased estimators compare on
+MSE instead.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import math
 
 from gradbench.core.status import Status
+from gradbench.engine.run import MIN_RELIABLE_SAMPLES
+from gradbench.engine.timing import instability
 
 #: A bias with a Bonferroni p-value below this is "distinguishable from zero".
 BIAS_SIGNIFICANCE = 0.01
@@ -20,14 +25,22 @@ def bias_is_significant(row: dict) -> bool:
     return row["bias_p"] < BIAS_SIGNIFICANCE  # False when undefined (NaN)
 
 
-def _work_variance_range(row: dict) -> tuple[float, float]:
-    """work_variance over the variance interval, at the median time per estimate.
+def timing_is_stable(row: dict) -> bool:
+    """Whether the row's timing repeats agree (:func:`gradbench.engine.timing.instability`)."""
+    return not instability(
+        row["time_per_sample_s"], row["time_per_sample_min_s"], row["time_per_sample_max_s"]
+    )
 
-    The time is a median of repeats and is treated as known; the extremes of a few repeats
-    on a shared machine are too wide to separate anything.
-    """
-    low = row["variance_ci_low"] * row["time_per_sample_s"]
-    high = row["variance_ci_high"] * row["time_per_sample_s"]
+
+def _work_variance_range(row: dict) -> tuple[float, float]:
+    """work_variance over the variance interval; at the median time per estimate for a stable
+    timing (the extremes of a few repeats on a shared machine are too wide to separate
+    anything), and from the fastest to the slowest repeat for an unstable one."""
+    if timing_is_stable(row):
+        fastest = slowest = row["time_per_sample_s"]
+    else:
+        fastest, slowest = row["time_per_sample_min_s"], row["time_per_sample_max_s"]
+    low, high = row["variance_ci_low"] * fastest, row["variance_ci_high"] * slowest
     return (row["work_variance"], row["work_variance"]) if math.isnan(low + high) else (low, high)
 
 
@@ -41,18 +54,32 @@ def configuration(row: dict) -> tuple:
     return (row["objective"], settings)
 
 
+def is_candidate(row: dict) -> bool:
+    """Whether a row competes for the ★: measured and timed, unbiased by design, no
+    significant bias, and at least the reliable number of estimates."""
+    measured = row["status"] == Status.OK and not math.isnan(row["work_variance"])
+    reliable = measured and row["n_used"] >= MIN_RELIABLE_SAMPLES
+    return reliable and row["declared_unbiased"] and not bias_is_significant(row)
+
+
 def mark_best(rows: list[dict]) -> None:
-    """Per objective configuration, among ok rows of estimators that are unbiased by design and
-    show no significant bias, mark the lowest work_variance and every row whose work_variance
-    range overlaps its range (a tie within the noise). Variance alone would reward a biased
-    estimator for shrinking its estimates; those compete on the MSE column instead."""
+    """Per objective configuration, among the candidates (:func:`is_candidate`) whose timing is
+    stable, mark the lowest work_variance and every row whose work_variance range overlaps its
+    range (a tie within the noise). Variance alone would reward a biased estimator for
+    shrinking its estimates; those compete on the MSE column instead. No ★ is awarded where a
+    candidate with an unstable timing could be the best (its range reaches the leader's): the
+    ranking is then undecided."""
     by_configuration: dict[tuple, list[dict]] = {}
     for row in rows:
-        measured = row["status"] == Status.OK and not math.isnan(row["work_variance"])
-        if measured and row["declared_unbiased"] and not bias_is_significant(row):
+        if is_candidate(row):
             by_configuration.setdefault(configuration(row), []).append(row)
     for candidates in by_configuration.values():
-        leader = min(candidates, key=lambda r: r["work_variance"])
+        stable = [row for row in candidates if timing_is_stable(row)]
+        if not stable:
+            continue
+        leader = min(stable, key=lambda r: r["work_variance"])
         leader_high = _work_variance_range(leader)[1]
-        for row in candidates:
-            row["best"] = _work_variance_range(row)[0] <= leader_high
+        contenders = [row for row in candidates if _work_variance_range(row)[0] <= leader_high]
+        if all(timing_is_stable(row) for row in contenders):
+            for row in contenders:
+                row["best"] = True

@@ -11,12 +11,19 @@ from gradbench.records.ranking import bias_is_significant, configuration
 
 
 def number(value: float) -> str:
-    """Three significant figures; ``—`` for undefined, ``∞`` for infinite."""
+    """Three significant figures with a short exponent (``1.69e6``, ``4.2e-8``); ``—`` for
+    undefined, ``∞`` for infinite."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if math.isinf(value):
         return "∞" if value > 0 else "-∞"
-    return f"{value:.3g}"
+    return _short_exponent(f"{value:.3g}")
+
+
+def _short_exponent(text: str) -> str:
+    """``1.69e+06`` → ``1.69e6``, ``4.2e-08`` → ``4.2e-8``."""
+    mantissa, e, exponent = text.partition("e")
+    return f"{mantissa}e{int(exponent)}" if e else mantissa
 
 
 def with_se(value: float, se: float) -> str:
@@ -33,11 +40,13 @@ def duration(seconds: float) -> str:
     return f"{seconds / 1e-9:.3g} ns"
 
 
-def bias_verdict(row: dict) -> str:
-    """``n.s.`` or ``p=…`` for a row's ``bias_p``, with ``ref ±r`` for an estimated reference."""
-    verdict = f"p={row['bias_p']:.1g}" if bias_is_significant(row) else "n.s."
+def bias_verdict(row: dict, with_reference: bool = True) -> str:
+    """``n.s.`` or ``p=…`` for a row's ``bias_p``, with ``ref ±r`` for an estimated reference
+    (unless ``with_reference`` is False: the view then says it elsewhere)."""
+    p = row["bias_p"]
+    verdict = f"p={_short_exponent(f'{p:.1g}')}" if bias_is_significant(row) else "n.s."
     reference_se = row.get("reference_se_max")  # absent or empty: an exact reference
-    if reference_se is not None and not pd.isna(reference_se):
+    if with_reference and reference_se is not None and not pd.isna(reference_se):
         verdict += f", ref ±{number(reference_se)}"
     return verdict
 

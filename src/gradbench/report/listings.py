@@ -12,47 +12,51 @@ from gradbench.extend.conformance import ALPHA, ConformanceReport
 from gradbench.extend.registry import Entry
 
 
+def _listing(title: str, entries: list[tuple[str, list[str]]]) -> Table:
+    """Two columns that fit any width: the name, and lines about it that wrap."""
+    view = Table(title=title, title_justify="left", title_style="bold", box=None, show_header=False)
+    view.add_column("name", style="cyan", no_wrap=True)
+    view.add_column("about", overflow="fold")
+    for name, lines in entries:
+        view.add_row(escape(name), escape("\n".join(lines)))
+        view.add_row("", "")
+    return view
+
+
 def estimator_listing(entries: Mapping[str, Entry]) -> Table:
-    """``gradbench list``: one row per registered estimator."""
-    view = Table(title="estimators", title_justify="left", header_style="bold")
-    for column in ("name", "requires", "unbiased", "evals/estimate", "options", "origin", "what"):
-        view.add_column(column, no_wrap=column == "name")
+    """``gradbench list``: each registered estimator, with what it requires, whether it is
+    unbiased, its evaluations per estimate, origin and options."""
+    rows = []
     for name, entry in entries.items():
         cls = entry.cls
-        cells = (
-            name,
-            ", ".join(sorted(c.value for c in cls.requires)) or "—",
-            "yes" if cls.unbiased else "no",
-            cls.evals_formula,
-            "\n".join(f"{name}.{s.describe()}: {s.help}" for s in cls.options) or "—",
-            entry.origin,
+        requires = ", ".join(sorted(c.value for c in cls.requires)) or "nothing"
+        lines = [
             cls.description,
-        )
-        view.add_row(*map(escape, cells))
-    return view
+            f"requires {requires}; {'unbiased' if cls.unbiased else 'biased'};"
+            f" {cls.evals_formula} evaluations per estimate; {entry.origin}",
+            *(f"--set {name}.{s.describe()}: {s.help}" for s in cls.options),
+        ]
+        rows.append((name, lines))
+    return _listing("estimators", rows)
 
 
 def objective_listing(entries: Mapping[str, Entry]) -> Table:
-    """``gradbench list``: one row per registered objective."""
-    view = Table(title="objectives", title_justify="left", header_style="bold")
-    for column in ("name", "settings (defaults)", "offers", "reference", "origin", "what"):
-        view.add_column(column, no_wrap=column == "name")
+    """``gradbench list``: each registered objective, with what it offers the estimators, its
+    reference, origin and settings."""
+    rows = []
     for name, entry in entries.items():
         cls = entry.cls
         try:
-            offers = ", ".join(sorted(c.value for c in cls().capabilities())) or "—"
+            offers = ", ".join(sorted(c.value for c in cls().capabilities())) or "nothing"
         except Exception as error:  # a plugin objective broken at its defaults is listed so
             offers = f"error: {type(error).__name__}: {error}"
-        cells = (
-            name,
-            "\n".join(f"{s.describe()}: {s.help}" for s in cls.settings) or "—",
-            offers,
-            cls.reference_method,
-            entry.origin,
+        lines = [
             cls.description,
-        )
-        view.add_row(*map(escape, cells))
-    return view
+            f"offers {offers}; reference {cls.reference_method}; {entry.origin}",
+            *(f"--set {s.describe()}: {s.help}" for s in cls.settings),
+        ]
+        rows.append((name, lines))
+    return _listing("objectives", rows)
 
 
 OUTCOME_STYLES = {"pass": "green", "fail": "bold red", "skip": "dim", "info": "yellow"}

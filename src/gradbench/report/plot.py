@@ -8,7 +8,10 @@ the figure shows is computed in :mod:`gradbench.report.figure.build`; this modul
   same colour where known; a thin solid line joins the points of a line without exact curve;
 * bias panel: ‖ḡ − g*‖, filled markers where distinguishable from zero, hollow where not;
 * time panel: median seconds per estimate with the band of the timing repeats;
-* for a comparison, one position per estimator with error bars, the exact value as a black bar.
+* for a comparison, one position per estimator with error bars, the exact value as a black bar,
+  a work×variance panel, ``★`` (in bold) on the tick labels of the starred estimators in every
+  panel and a star for their point in the work×variance panel;
+* for a sweep, major x ticks at the positions and labels the model gives (its grid values).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 
 from gradbench.core.errors import InputError
 from gradbench.records.files import write_atomic
-from gradbench.report.figure.build import FigureData, Line, Panel
+from gradbench.report.figure.build import FigureData, Line, Panel, Row
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -91,7 +94,7 @@ def draw(data: FigureData) -> Figure:
         subfigure.suptitle(row.title, x=0.01, ha="left", fontsize=10, fontweight="bold")
         axes = subfigure.subplots(1, columns, squeeze=False)[0]
         for ax, panel in zip(axes, row.panels, strict=False):
-            marked = _draw_panel(ax, panel, row.categories, data, colours) or marked
+            marked = _draw_panel(ax, panel, row, data, colours) or marked
         for ax in axes[len(row.panels) :]:
             ax.set_visible(False)
     _draw_legend(legend, data, colours)
@@ -101,10 +104,9 @@ def draw(data: FigureData) -> Figure:
     return figure
 
 
-def _draw_panel(
-    ax: Axes, panel: Panel, categories: list[str] | None, data: FigureData, colours: dict
-) -> bool:
-    """Draw one panel; whether it marked values under its axis."""
+def _draw_panel(ax: Axes, panel: Panel, row: Row, data: FigureData, colours: dict) -> bool:
+    """Draw one panel of ``row``; whether it marked values under its axis."""
+    categories = row.categories
     ax.set_title(panel.title, fontsize=9)
     ax.set_ylabel(panel.y_label, fontsize=8)
     ax.set_yscale("log", nonpositive="clip")
@@ -117,14 +119,18 @@ def _draw_panel(
             positions.append(line.points.x)
         else:
             position = categories.index(line.key)
-            _draw_category(ax, line, colours[line.key], position)
+            star = panel.ranks and line.key in row.starred
+            _draw_category(ax, line, colours[line.key], position, star)
             positions.append(np.full_like(line.points.y, position))
     if categories is None:
-        ax.set_xlabel(data.x_label or "", fontsize=8)
-        if data.log_x:
-            ax.set_xscale("log")
+        _sweep_x_axis(ax, data)
     else:
-        ax.set_xticks(range(len(categories)), categories, rotation=40, ha="right", fontsize=7)
+        ax.set_xticks(
+            range(len(categories)), row.category_labels(), rotation=40, ha="right", fontsize=7
+        )
+        for key, label in zip(categories, ax.get_xticklabels(), strict=True):
+            if key in row.starred:
+                label.set_fontweight("bold")
         ax.set_xlim(-0.6, len(categories) - 0.4)
     _fit_log_limits(ax, panel)
     if panel.note:
@@ -136,7 +142,22 @@ def _draw_panel(
     return any(marks)
 
 
+def _sweep_x_axis(ax: Axes, data: FigureData) -> None:
+    """The swept parameter's axis: log or linear, major ticks at the model's positions (its grid
+    values) with its labels and no minor ticks; matplotlib's own ticks where it gives none."""
+    from matplotlib.ticker import NullLocator
+
+    ax.set_xlabel(data.x_label or "", fontsize=8)
+    if data.log_x:
+        ax.set_xscale("log")  # after this: the scale resets the locators
+    if data.x_ticks:
+        ax.set_xticks(data.x_ticks, data.x_tick_labels)
+        ax.xaxis.set_minor_locator(NullLocator())
+
+
 def _draw_sweep_line(ax: Axes, line: Line, colour: str) -> None:
+    """One line along the swept parameter: points (filled or hollow by significance in a bias
+    panel), its band, and the exact curve dashed where known."""
     p = line.points
     significant = p.significant
     if significant is not None:  # bias: filled where distinguishable from zero
@@ -153,7 +174,9 @@ def _draw_sweep_line(ax: Axes, line: Line, colour: str) -> None:
         ax.plot(line.exact_x, line.exact_y, "--", color=colour, lw=1.2)
 
 
-def _draw_category(ax: Axes, line: Line, colour: str, position: int) -> None:
+def _draw_category(ax: Axes, line: Line, colour: str, position: int, star: bool) -> None:
+    """One estimator at its position: the point with its error bar (hollow where a bias is not
+    distinguishable from zero; a large star where ``star``), the exact value as a black bar."""
     p = line.points
     below, above = np.clip(p.y - p.low, 0, None), np.clip(p.high - p.y, 0, None)
     error = None if np.isnan(below + above).all() else np.vstack([below, above])
@@ -161,7 +184,19 @@ def _draw_category(ax: Axes, line: Line, colour: str, position: int) -> None:
     if p.significant is not None and not p.significant.all():
         faces = "none"
     x = np.full_like(p.y, position)
-    ax.errorbar(x, p.y, yerr=error, fmt="o", color=colour, mfc=faces, ms=5, capsize=3, lw=1)
+    marker, size = ("*", 11) if star else ("o", 5)
+    ax.errorbar(
+        x,
+        p.y,
+        yerr=error,
+        fmt=marker,
+        color=colour,
+        mfc=faces,
+        ms=size,
+        capsize=3,
+        lw=1,
+        mec=colour,
+    )
     if line.exact_x is not None:
         ax.plot([position], line.exact_y, "_", color="black", ms=16, mew=1.6, zorder=4)
 
@@ -203,6 +238,7 @@ def _mark_below(ax: Axes, x: np.ndarray, y: np.ndarray, colour: str) -> bool:
 
 
 def _draw_legend(subfigure: Any, data: FigureData, colours: dict) -> None:
+    """One entry per line key in its colour, and the exact variance's style where drawn."""
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=colours[key], marker="o", ms=4, lw=1) for key in data.keys]

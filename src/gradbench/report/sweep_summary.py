@@ -6,38 +6,51 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from gradbench.core.status import Status
+from gradbench.engine.timing import UNSTABLE
 from gradbench.records.comparison import WARNING_SEPARATOR
 from gradbench.records.ranking import BIAS_SIGNIFICANCE
 from gradbench.report.format import bias_verdict, duration, number, sample_counts, with_se
 from gradbench.sweeps.result import SweepResult
 
-SWEEP_HEADERS = ("replicates", "variance", "bias ‖ḡ−g*‖", "MSE", "time/estimate", "work×variance")
+SWEEP_HEADERS = ("R", "variance", "bias", "time/est.", "work×var")
 
 
-def sweep_table(result: SweepResult) -> Table:
-    """``gradbench sweep``: the aggregate, one row per (objective, estimator, grid point)."""
-    view = Table(caption=sweep_caption(result), caption_justify="left", header_style="bold")
-    view.add_column("objective", style="cyan", no_wrap=True)
-    view.add_column("estimator")
-    for header in [*result.axes, *SWEEP_HEADERS]:
-        view.add_column(header, justify="right")
-    previous = None
-    for row in result.aggregate().to_dict("records"):
-        if previous is not None and row["objective"] != previous:
-            view.add_section()
-        label = row["objective"] if row["objective"] != previous else ""
-        cells = [label, row["estimator"], *sweep_cells(row, result.axes)]
-        view.add_row(*map(escape, cells), style=None if row["status"] == Status.OK else "dim")
-        previous = row["objective"]
-    return view
+def sweep_table(result: SweepResult) -> RenderableType:
+    """``gradbench sweep``: the aggregate, a table per objective with one row per (estimator,
+    grid point), then the caption; it fits 80 columns for a sweep of one or two axes."""
+    aggregate = result.aggregate().to_dict("records")
+    parts: list[RenderableType] = []
+    for objective in dict.fromkeys(row["objective"] for row in aggregate):
+        view = Table(
+            title=escape(objective),
+            title_justify="left",
+            title_style="bold cyan",
+            box=None,
+            header_style="bold underline",
+            pad_edge=False,
+        )
+        view.add_column("estimator", no_wrap=True)
+        for header in [*result.axes, *SWEEP_HEADERS]:
+            view.add_column(header, justify="right", no_wrap=True)
+        for row in aggregate:
+            if row["objective"] == objective:
+                cells = [row["estimator"], *sweep_cells(row, result.axes)]
+                style = None if row["status"] == Status.OK else "dim"
+                view.add_row(*map(escape, cells), style=style)
+        parts += [view, Text("")]
+    parts.append(Text(sweep_caption(result), style="dim"))
+    return Group(*parts)
 
 
 def sweep_cells(row: dict, axes: tuple[str, ...]) -> list[str]:
-    """The parameter values and, per metric, mean ± standard error over the replicates."""
+    """The parameter values, the replicates R and, per metric, the mean ± standard error over
+    them; the bias as the verdict of the replicates' combined test."""
     values = [number(row[f"param_{name}"]) for name in axes]
     if row["replicates"] == 0:
         return [*values, "0", row["status"], *[""] * (len(SWEEP_HEADERS) - 2)]
@@ -45,15 +58,12 @@ def sweep_cells(row: dict, axes: tuple[str, ...]) -> list[str]:
     def spread(metric: str) -> str:
         return with_se(row[f"{metric}_mean"], row[f"{metric}_se"])
 
-    time, time_se = row["time_per_sample_s_mean"], row["time_per_sample_s_se"]
-    timing = duration(time) if math.isnan(time_se) else f"{duration(time)} ± {duration(time_se)}"
     return [
         *values,
         str(row["replicates"]),
         spread("variance"),
-        f"{spread('bias_norm')} ({bias_verdict(row)})",
-        spread("mse"),
-        timing,
+        "—" if math.isnan(row["bias_p"]) else bias_verdict(row, with_reference=False),
+        duration(row["time_per_sample_s_mean"]),
         spread("work_variance"),
     ]
 
@@ -69,18 +79,26 @@ def sweep_caption(result: SweepResult) -> str:
         device = f"{first['device']} ({first['device_name']}), {first['dtype']}"
         run = f"; {sample_counts(table)}, {device}"
     return (
-        f"{done}{run}; {result.executor}. Each cell: mean ± standard error over the replicates"
-        f" of its point, each run with its own seed (from seed {result.options.seed} and the"
-        " task). bias: n.s. = no replicate's bias test rejects (smallest p × replicates"
-        f" ≥ {BIAS_SIGNIFICANCE:g}); for an unbiased estimator the mean ‖bias‖ is its noise"
-        f" floor, ≈ √(variance/n). timings: {result.timing_note()}."
+        f"{done}{run}; {result.executor}. Each cell: mean ± standard error over the R"
+        f" replicates of its point, each run with its own seed (from seed {result.options.seed}"
+        " and the task). bias: n.s. = no replicate's bias test rejects (smallest p × replicates"
+        f" ≥ {BIAS_SIGNIFICANCE:g}). work×var = variance × seconds per estimate. The aggregate"
+        f" CSV has MSE and every other metric. timings: {result.timing_note()}."
     )
 
 
 def sweep_warning_lines(table: pd.DataFrame) -> list[str]:
-    """Each distinct warning of a sweep's rows once, with the number of rows it concerns."""
+    """Each distinct warning of a sweep's rows once, with the number of rows it concerns; the
+    unstable timings as one (their detail differs, their cause and remedy do not)."""
     counts: dict[str, int] = {}
     for cell in table["warnings"]:
         for note in filter(None, str(cell).split(WARNING_SEPARATOR)):
-            counts[note] = counts.get(note, 0) + 1
+            key = UNSTABLE_LINE if note.startswith(UNSTABLE) else note
+            counts[key] = counts.get(key, 0) + 1
     return [f"{count} row(s): {note}" for note, count in counts.items()]
+
+
+UNSTABLE_LINE = (
+    f"{UNSTABLE}: a repeat far from the median, the machine was busy; no ★ rests on them;"
+    " rerun on an idle machine"
+)

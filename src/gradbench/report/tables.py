@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gradbench.core.status import Status
+from gradbench.engine.timing import UNSTABLE
 from gradbench.records.comparison import WARNING_SEPARATOR
 from gradbench.records.ranking import BIAS_SIGNIFICANCE
 from gradbench.report.format import (
@@ -146,9 +147,19 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def warning_lines(table: pd.DataFrame) -> list[str]:
-    """One line per warning of each row, prefixed with its pair."""
-    lines = []
+    """One line per warning of each row, prefixed with its pair; the unstable timings of a run
+    in one line (they share their cause and their remedy)."""
+    lines, unstable = [], []
     for row in table.to_dict("records"):
+        pair = f"{row['objective']} × {row['estimator']}"
         for note in filter(None, str(row["warnings"]).split(WARNING_SEPARATOR)):
-            lines.append(f"{row['objective']} × {row['estimator']}: {note}")
+            if note.startswith(UNSTABLE):
+                unstable.append(pair)
+            else:
+                lines.append(f"{pair}: {note}")
+    if unstable:
+        lines.append(
+            f"{UNSTABLE} for {len(unstable)} pair(s): a repeat far from the median, the machine"
+            f" was busy; no ★ rests on them; rerun on an idle machine: {', '.join(unstable)}"
+        )
     return lines

@@ -12,7 +12,9 @@ has not finished and stops the workers.
   parent handles by stopping them.
 - ``dask``: a ``distributed.LocalCluster`` of worker processes (one thread each) that gradbench
   starts and stops, or the existing cluster whose scheduler is at ``scheduler``. Dask is
-  imported only here; without it, one line names ``pip install 'gradbench[dask]'``.
+  imported only here; without it, one line names ``pip install 'gradbench[dask]'``. A cluster
+  without workers for :data:`NO_WORKERS_WARNING_S` seconds is one warning line on stderr
+  (naming ``dask worker ADDRESS``), and the tasks go on waiting for a worker to join.
 
 ``concurrency`` is how many tasks may run at once; ``torch_threads`` how many threads torch
 should use in each task (None: leave the worker's setting alone), so that concurrent tasks do
@@ -24,7 +26,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
 import signal
+import sys
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -36,6 +41,10 @@ from gradbench.core.errors import InputError
 
 EXECUTORS = ("inprocess", "process", "dask")
 DASK_EXTRA = "pip install 'gradbench[dask]'"
+#: Seconds a Dask cluster may have no workers before a sweep waiting on it says so.
+NO_WORKERS_WARNING_S = 30.0
+#: Longest wait for a Dask result between two looks at the cluster's workers.
+WORKER_CHECK_S = 2.0
 
 
 class ExecutorError(RuntimeError):
@@ -144,18 +153,25 @@ class DaskCluster(Executor):
     """Dask distributed: a ``LocalCluster`` of ``workers`` processes, or ``scheduler``'s.
 
     ``processes=False`` starts the local workers as threads of this process instead (for
-    tests and debugging; torch's thread setting is then left alone).
+    tests and debugging; torch's thread setting is then left alone). ``no_workers_warning_s``
+    is how long the cluster may have no workers, while results are awaited, before one
+    warning line says so (default :data:`NO_WORKERS_WARNING_S`).
     """
 
     name = "dask"
 
     def __init__(
-        self, workers: int | None = None, scheduler: str | None = None, processes: bool = True
+        self,
+        workers: int | None = None,
+        scheduler: str | None = None,
+        processes: bool = True,
+        no_workers_warning_s: float = NO_WORKERS_WARNING_S,
     ) -> None:
         self.distributed = _import_distributed()
         self.workers = workers or cpu_count()
         self.scheduler = scheduler
         self.processes = processes
+        self.no_workers_warning_s = no_workers_warning_s
         self._client: Any = None
         self._cluster: Any = None
         self._futures: list[Future] = []
@@ -209,12 +225,61 @@ class DaskCluster(Executor):
         if self._client is None:
             raise RuntimeError("DaskCluster.run() outside its `with` block")
         self._futures = [self._client.submit(function, item, pure=False) for item in items]
-        for _, result in self.distributed.as_completed(self._futures, with_results=True):
-            yield result
+        finished: queue.Queue[Any] = queue.Queue()
+        for future in self._futures:
+            future.add_done_callback(finished.put)
+        watch = _WorkerWatch(self.no_workers_warning_s)
+        poll = max(0.1, min(WORKER_CHECK_S, self.no_workers_warning_s / 2))
+        if self._futures:
+            watch.look(self._worker_count(), self._address())
+        for _ in self._futures:
+            while True:
+                try:
+                    future = finished.get(timeout=poll)
+                except queue.Empty:  # nothing finished for a while: is anyone working?
+                    watch.look(self._worker_count(), self._address())
+                else:
+                    break
+            yield future.result()
+
+    def _worker_count(self) -> int:
+        """How many workers the scheduler has now (asked, not cached)."""
+        return len(self._client.nthreads())
+
+    def _address(self) -> str:
+        """The scheduler's address, as ``dask worker`` takes it."""
+        return self.scheduler or str(self._client.scheduler.address)
 
     def describe(self) -> str:
         where = self.scheduler or "a LocalCluster"
         return f"dask on {where}, {self.concurrency} task(s) at a time"
+
+
+class _WorkerWatch:
+    """Warns once, on stderr, when a cluster has had no workers for ``after_s`` seconds."""
+
+    def __init__(self, after_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.after_s = after_s
+        self.clock = clock
+        self.empty_since: float | None = None
+        self.warned = False
+
+    def look(self, workers: int, address: str) -> None:
+        """Note that the cluster at ``address`` has ``workers`` workers now; warn if due."""
+        now = self.clock()
+        if workers > 0:
+            self.empty_since = None
+            return
+        if self.empty_since is None:
+            self.empty_since = now
+        if not self.warned and now - self.empty_since >= self.after_s:
+            self.warned = True
+            print(
+                f"gradbench: warning: the Dask cluster at {address} has had no workers for"
+                f" {self.after_s:g} s; tasks wait until a worker joins (start one with: dask"
+                f" worker {address})",
+                file=sys.stderr,
+            )
 
 
 def _import_distributed() -> Any:

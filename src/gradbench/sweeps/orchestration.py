@@ -19,7 +19,7 @@ from gradbench.core.errors import InputError
 from gradbench.core.status import Status
 from gradbench.engine.run import RunConfig
 from gradbench.extend import registry
-from gradbench.extend.plugins import PluginError, load_plugin
+from gradbench.extend.plugins import PluginError, absolute_spec, load_plugin
 from gradbench.sweeps.executors import Executor, make_executor
 from gradbench.sweeps.grid import Axis, Number
 from gradbench.sweeps.journal import Journal, journal_for
@@ -66,7 +66,8 @@ def sweep(
     ``executor`` is ``"inprocess"``, ``"process"`` (a pool of ``workers`` processes) or
     ``"dask"`` (a LocalCluster of ``workers``, or the cluster at ``scheduler``), or an
     :class:`~gradbench.sweeps.executors.Executor`. ``plugins`` are spec strings (see
-    :func:`~gradbench.extend.plugins.load_plugin`) that every worker loads.
+    :func:`~gradbench.extend.plugins.load_plugin`) that every worker loads; file specs are made
+    absolute here, before they are shipped, so workers in other directories find the files.
 
     ``journal`` (a directory) stores each task as it finishes; ``resume`` skips the tasks it
     holds, ``overwrite`` deletes it first. ``on_progress(finished, total, task_key)`` is
@@ -74,12 +75,13 @@ def sweep(
     finished with ``interrupted=True``. Raises :class:`InputError` for bad input before
     anything runs, :class:`SweepError` when a worker or the cluster fails.
     """
-    check_run_options(n_samples, chunk_size, timing_repeats)
+    check_run_options(n_samples, chunk_size, timing_repeats, seed)
     if resume and journal is None:
         raise InputError("resume needs a journal: --resume needs --csv PATH")
     resolve_device(device)
     resolve_dtype(dtype)
-    for spec in plugins:
+    specs = tuple(absolute_spec(spec) for spec in plugins)
+    for spec in specs:
         try:
             load_plugin(spec)
         except PluginError as error:
@@ -91,7 +93,7 @@ def sweep(
     tasks = plan(objective_names, estimator_names, chosen_axes, replicates, fixed)
     running = make_executor(executor, workers, scheduler) if isinstance(executor, str) else executor
     options = TaskOptions(
-        n_samples, seed, device, dtype, chunk_size, timing_repeats, tuple(plugins), exclusive_timing
+        n_samples, seed, device, dtype, chunk_size, timing_repeats, specs, exclusive_timing
     )
     axis_names = tuple(axis.name for axis in chosen_axes)
     result = SweepResult(tasks, {}, axis_names, options, executor="", journal=journal)

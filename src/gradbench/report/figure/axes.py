@@ -12,10 +12,13 @@ AXIS_PREFIX = "param_"
 
 
 def swept_columns(frame: pd.DataFrame) -> list[str]:
+    """The ``param_*`` columns of a result: its swept parameters."""
     return [c for c in frame.columns if c.startswith(AXIS_PREFIX)]
 
 
 def choose_axis(ok: pd.DataFrame, x: str | None) -> str | None:
+    """The x axis column: ``x`` (checked: swept and numeric), or the first numeric swept
+    parameter that varies; None for a comparison."""
     axes = swept_columns(ok)
     if x is None:
         numeric = [a for a in axes if pd.api.types.is_numeric_dtype(ok[a])]
@@ -40,3 +43,50 @@ def is_log_spaced(values: np.ndarray) -> bool:
         return float(np.std(steps) / np.mean(steps))
 
     return unevenness(np.diff(np.log(grid))) < unevenness(np.diff(grid))
+
+
+#: Labelled x ticks at most: more overlap at the panel width, so a longer grid is thinned.
+MAX_TICKS = 8
+#: A tick label is the grid value to the fewest significant figures within this relative error.
+LABEL_TOLERANCE = 0.03
+
+
+def grid_ticks(values: np.ndarray, log: bool) -> list[float]:
+    """The x ticks of a swept axis: its grid values, every k-th of them on a log axis with more
+    than MAX_TICKS (k chosen, where it can be, so that both ends are ticks); none (the drawing's
+    own ticks) on a linear axis with more than MAX_TICKS values."""
+    grid = np.unique(values[np.isfinite(values)])
+    if len(grid) <= MAX_TICKS:
+        return grid.tolist()
+    if not log:
+        return []
+    step = -(-len(grid) // MAX_TICKS)  # ceil
+    ends = [k for k in (step, step + 1) if (len(grid) - 1) % k == 0]
+    return grid[:: ends[0] if ends else step].tolist()
+
+
+def tick_labels(ticks: list[float]) -> list[str]:
+    """Compact labels of ``ticks``: each value to the fewest significant figures that is within
+    LABEL_TOLERANCE of it (0.1, 0.22, 0.46, 1, 2.2, 10), with more where two labels would be equal;
+    plain decimals from 0.001 to below 1e5, else ``2.5e-7``."""
+    for extra in range(4):
+        labels = [_compact(value, extra) for value in ticks]
+        if len(set(labels)) == len(labels):
+            break
+    return labels
+
+
+def _compact(value: float, extra: int) -> str:
+    """``value`` to the fewest significant figures within LABEL_TOLERANCE, plus ``extra``."""
+    close = (
+        d
+        for d in range(1, 7)
+        if abs(float(f"{value:.{d}g}") - value) <= LABEL_TOLERANCE * abs(value)
+    )
+    digits = next(close, 7) + extra
+    rounded = float(f"{value:.{digits}g}")
+    if rounded == 0 or 1e-3 <= abs(rounded) < 1e5:
+        return np.format_float_positional(rounded, trim="-")
+    mantissa, exponent = f"{rounded:.{digits - 1}e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
+    return f"{mantissa}e{int(exponent)}"

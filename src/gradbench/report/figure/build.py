@@ -7,7 +7,12 @@ One row of panels per objective, in two layouts:
   (:meth:`~gradbench.core.estimator.Estimator.exact_variance`), the exact variance as a dense curve;
   then ‖ḡ − g*‖ with its significance; then the time per estimate. Other swept parameters that
   vary split the lines (``reinforce, sigma=2``).
-* a **comparison** without a swept parameter: the same panels, one position per estimator.
+* a **comparison** without a swept parameter: the same panels, one position per estimator, and
+  a fourth: work×variance (variance × seconds per estimate, what the table ranks by), its band
+  the variance interval × the median time; the estimators with the ★ (the ``best`` column) are
+  marked in every panel of their row.
+
+A sweep's x ticks are its grid values (thinned past a few on a log axis), with compact labels.
 
 With a detail table the variance panel becomes one panel per parameter coordinate (∂/∂mu[0],
 ∂/∂sigma[0], …), the survey's layout. Bands: with one run per point, the run's 95% jackknife
@@ -28,13 +33,22 @@ from gradbench.core.status import Status
 from gradbench.extend import registry
 from gradbench.records.ranking import BIAS_SIGNIFICANCE
 from gradbench.records.stored import StoredResult, match_details
-from gradbench.report.figure.axes import AXIS_PREFIX, choose_axis, is_log_spaced, swept_columns
+from gradbench.report.figure.axes import (
+    AXIS_PREFIX,
+    choose_axis,
+    grid_ticks,
+    is_log_spaced,
+    swept_columns,
+    tick_labels,
+)
 from gradbench.report.figure.captions import band_coverage, figure_caption, rows_left_out
 from gradbench.report.figure.exact_curves import ExactVariances
 from gradbench.report.figure.model import TRACE_PANEL, FigureData, Line, Panel, Points, Row
 from gradbench.report.format import objective_labels
 from gradbench.stats.replicates import combined_bias_p, replicate_band
 
+#: The title of a comparison's panel of work×variance (variance × seconds per estimate).
+WORK_VARIANCE = "work×variance"
 #: Coordinate panels per row at most: one panel per coordinate is readable for a few only.
 MAX_COORDINATE_PANELS = 6
 
@@ -69,10 +83,12 @@ def figure_data(stored: StoredResult, x: str | None = None) -> FigureData:
     replicates = int(ok.groupby(["_group", "_key", "_x"]).size().max())
     held, total = band_coverage(rows)
     coverage = f"the bands hold the exact variance at {held} of {total} points" if total else ""
+    log_x = axis is not None and is_log_spaced(ok["_x"].to_numpy())
+    ticks = grid_ticks(ok["_x"].to_numpy(dtype=float), log_x) if axis else []
     return FigureData(
         rows=rows,
         x_label=axis.removeprefix(AXIS_PREFIX) if axis else None,
-        log_x=axis is not None and is_log_spaced(ok["_x"].to_numpy()),
+        log_x=log_x,
         caption=figure_caption(
             ok,
             replicates,
@@ -86,10 +102,13 @@ def figure_data(stored: StoredResult, x: str | None = None) -> FigureData:
         has_exact=exact.drawn,
         coverage=(held, total),
         notes=[f"left out {line}" for line in left_out] + exact.notes + [coverage] * bool(total),
+        x_ticks=ticks,
+        x_tick_labels=tick_labels(ticks),
     )
 
 
 def _line_keys(ok: pd.DataFrame, others: list[str]) -> pd.Series:
+    """Each row's line key: its estimator, with the values of the other varying parameters."""
     keys = ok["estimator"].astype(str)
     for column in others:
         keys = keys + f", {column.removeprefix(AXIS_PREFIX)}=" + ok[column].map(_text)
@@ -97,6 +116,7 @@ def _line_keys(ok: pd.DataFrame, others: list[str]) -> pd.Series:
 
 
 def _text(value: object) -> str:
+    """A parameter value in a line key: numbers as ``%g``."""
     return f"{value:g}" if isinstance(value, int | float | np.number) else str(value)
 
 
@@ -126,6 +146,8 @@ def _variance_source(ok: pd.DataFrame, stored: StoredResult) -> pd.DataFrame:
 def _row(
     group: str, rows: pd.DataFrame, measured: pd.DataFrame, exact: ExactVariances, categorical: bool
 ) -> Row:
+    """One objective's row: its variance panels, bias and time; a comparison's also work×variance
+    and the ★ of its estimators."""
     keys = list(dict.fromkeys(rows["_key"]))
     mine = measured[measured["_group"] == group]
     panels_of = list(dict.fromkeys(mine["_panel"]))
@@ -148,15 +170,29 @@ def _row(
     bias_lines = [Line(key, _bias_points(rows[rows["_key"] == key])) for key in keys]
     time_lines = [Line(key, _time_points(rows[rows["_key"] == key])) for key in keys]
     timed = any(np.isfinite(line.points.y).any() for line in time_lines)
+    not_timed = "" if timed else "not timed"
     panels = [
         *variance_panels,
         Panel("bias", "‖ḡ − g*‖", bias_lines),
-        Panel("time per estimate", "seconds", time_lines, note="" if timed else "not timed"),
+        Panel("time per estimate", "seconds", time_lines, note=not_timed),
     ]
-    return Row(_row_title(group, rows), panels, keys if categorical else None)
+    if not categorical:
+        return Row(_row_title(group, rows), panels)
+    work_lines = [Line(key, _work_variance_points(rows[rows["_key"] == key])) for key in keys]
+    panels.append(
+        Panel(WORK_VARIANCE, "variance × seconds", work_lines, note=not_timed, ranks=True)
+    )
+    return Row(_row_title(group, rows), panels, keys, starred=_starred(rows, keys))
+
+
+def _starred(rows: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The line keys with the ★: ``best`` in every one of their rows (each replicate's)."""
+    best = rows["best"].eq(True).groupby(rows["_key"]).all()
+    return [key for key in keys if best[key]]
 
 
 def _row_title(group: str, rows: pd.DataFrame) -> str:
+    """A row's title: its objective label with the objective's description where registered."""
     name = str(rows["objective"].iloc[0])
     description = registry.objectives.entries().get(name)
     return f"{group}: {description.cls.description}" if description else group
@@ -195,6 +231,22 @@ def _bias_points(frame: pd.DataFrame) -> Points:
         for _, at in frame.groupby("_x", sort=True)
     ]
     return replace(_points(frame, point), significant=np.array(significant))
+
+
+def _work_variance_points(frame: pd.DataFrame) -> Points:
+    """work×variance per position, the ranking's: one run's ``work_variance`` with its variance
+    interval × the median time per estimate; or mean ± t·SE of replicates."""
+
+    def point(at: pd.DataFrame) -> tuple:
+        values = at["work_variance"].to_numpy(dtype=float)
+        if len(values) == 1:
+            time = at["time_per_sample_s"].iloc[0]
+            low, high = at["variance_ci_low"].iloc[0], at["variance_ci_high"].iloc[0]
+            return values[0], low * time, high * time
+        mean, half = replicate_band(values)
+        return mean, mean - half, mean + half
+
+    return _points(frame, point)
 
 
 def _time_points(frame: pd.DataFrame) -> Points:

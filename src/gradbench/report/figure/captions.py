@@ -9,6 +9,7 @@ import pandas as pd
 from gradbench.core.status import Status
 from gradbench.records.ranking import BIAS_SIGNIFICANCE
 from gradbench.report.figure.model import Row
+from gradbench.report.tables import BEST_MARK
 
 
 def band_coverage(rows: list[Row]) -> tuple[int, int]:
@@ -45,6 +46,8 @@ def figure_caption(
     categorical: bool,
     coverage: str,
 ) -> str:
+    """The caption: what the panels show (variance, bias, time and, for a comparison,
+    work×variance and the ★), how the bands are made, and the rows left out."""
     counts = ", ".join(str(n) for n in dict.fromkeys(ok["n_samples"]))
     first = ok.iloc[0]
     what = "per coordinate" if per_coordinate else "trace of the covariance"
@@ -66,6 +69,19 @@ def figure_caption(
         + "), hollow = not."
     )
     parts.append("Time: median seconds per estimate, band from fastest to slowest repeat.")
+    if categorical:
+        work_band = (
+            "the variance interval × the median time"
+            if replicates == 1
+            else "mean ± t·SE over the replicates"
+        )
+        parts.append(
+            "Work×variance: variance × median seconds per estimate, what the table ranks by;"
+            f" band: {work_band}. {BEST_MARK} lowest work×variance among unbiased estimators"
+            " without significant bias, and any not distinguishable from it"
+            + (f" (in each of the {replicates} replicates)" if replicates > 1 else "")
+            + "."
+        )
     if left_out:
         parts.append("Left out: " + "; ".join(left_out) + ".")
     return " ".join(parts)

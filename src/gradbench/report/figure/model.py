@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gradbench.report.tables import BEST_MARK
+
 #: The panel of the total variance (the trace), as opposed to one coordinate's (``mu[0]``).
 TRACE_PANEL = "(trace)"
 
@@ -35,22 +37,37 @@ class Line:
 
 @dataclass(frozen=True)
 class Panel:
+    """One panel of a row: a quantity (variance, bias, time, work×variance) of every line."""
+
     title: str
     y_label: str
     lines: list[Line]
     note: str = ""
+    #: The panel the ★ ranks by (work×variance): its starred points are drawn as stars.
+    ranks: bool = False
 
 
 @dataclass(frozen=True)
 class Row:
+    """One objective (configuration): its panels side by side."""
+
     title: str
     panels: list[Panel]
     #: A comparison's line keys at positions 0, 1, …; None for a sweep.
     categories: list[str] | None = None
+    #: A comparison's line keys with the ★ (the table's ``best``), marked in every panel.
+    starred: list[str] = field(default_factory=list)
+
+    def category_labels(self) -> list[str]:
+        """The labels of a comparison's positions: each line key, ``★ key`` where starred."""
+        starred = set(self.starred)
+        return [f"{BEST_MARK} {key}" if key in starred else key for key in self.categories or []]
 
 
 @dataclass(frozen=True)
 class FigureData:
+    """A whole figure: its rows, the x axis, the caption and the notes."""
+
     rows: list[Row]
     #: The swept parameter, or None for a comparison.
     x_label: str | None
@@ -63,3 +80,7 @@ class FigureData:
     coverage: tuple[int, int] = (0, 0)
     #: Rows left out, exact curves not drawn and the coverage, one line each.
     notes: list[str] = field(default_factory=list)
+    #: A sweep's major x ticks (its grid values, thinned past a few on a log axis) and their
+    #: labels; empty: the drawing's own ticks (a comparison, or a long linear grid).
+    x_ticks: list[float] = field(default_factory=list)
+    x_tick_labels: list[str] = field(default_factory=list)

@@ -1,0 +1,97 @@
+"""The columns a person can ask for (``--columns``), by their CSV names: a short header and how
+each cell is rendered from a row of the main table.
+
+A statistic comes with its uncertainty where the record has one: ``variance`` shows its 95%
+interval, ``mse``, ``cosine`` and ``sign_error`` their standard errors, ``bias_p`` the verdict of
+the bias test. Any other column of the CSV renders as its value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from gradbench.core.errors import InputError, did_you_mean
+from gradbench.report.format import bias_verdict, duration, number, with_se
+
+BEST_MARK = "★"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One displayed column: its header and its cell of a row."""
+
+    header: str
+    cell: Callable[[dict], str]
+    numeric: bool = True
+
+
+def _value(name: str) -> Callable[[dict], str]:
+    def cell(row: dict) -> str:
+        value = row.get(name)
+        if value is None or value is pd.NA:
+            return "—"
+        if isinstance(value, float):
+            return number(value)
+        return str(value)
+
+    return cell
+
+
+def _interval(row: dict) -> str:
+    low, high = row["variance_ci_low"], row["variance_ci_high"]
+    return f"{number(row['variance'])} [{number(low)}, {number(high)}]"
+
+
+def _estimator(row: dict) -> str:
+    return f"{BEST_MARK} {row['estimator']}" if row["best"] else f"  {row['estimator']}"
+
+
+def _bias(row: dict) -> str:
+    return "—" if math.isnan(row["bias_p"]) else bias_verdict(row)
+
+
+def _seconds(name: str) -> Callable[[dict], str]:
+    return lambda row: duration(row[name])
+
+
+def _with_se(name: str) -> Callable[[dict], str]:
+    return lambda row: with_se(row[name], row[f"{name}_se"])
+
+
+#: Columns with a header or rendering of their own; every other CSV column renders as its value.
+SPECIAL: dict[str, Column] = {
+    "estimator": Column("estimator", _estimator, numeric=False),
+    "variance": Column("variance [95% CI]", _interval),
+    "bias_p": Column("bias", _bias),
+    "bias_norm": Column("‖bias‖", _value("bias_norm")),
+    "mse": Column("MSE", _with_se("mse")),
+    "cosine": Column("cosine", _with_se("cosine")),
+    "sign_error": Column("sign error", _with_se("sign_error")),
+    "snr": Column("SNR", _value("snr")),
+    "evals_per_sample": Column("evals", _value("evals_per_sample")),
+    "evals_variance": Column("evals×var", _value("evals_variance")),
+    "time_per_sample_s": Column("time/est.", _seconds("time_per_sample_s")),
+    "time_per_sample_min_s": Column("fastest", _seconds("time_per_sample_min_s")),
+    "time_per_sample_max_s": Column("slowest", _seconds("time_per_sample_max_s")),
+    "work_variance": Column("work×var", _value("work_variance")),
+}
+
+#: The compact default: what the ranking rests on, with its uncertainty.
+DEFAULT_COLUMNS = ("estimator", "variance", "bias_p", "time_per_sample_s", "work_variance")
+
+
+def columns(names: Sequence[str], available: Sequence[str]) -> list[Column]:
+    """The columns called ``names`` (CSV names, among ``available``); ``estimator`` always
+    comes first. An unknown name is an :class:`InputError` with the closest valid one."""
+    for name in names:
+        if name not in available:
+            raise InputError(
+                f"--columns: unknown column {name!r}{did_you_mean(name, available)};"
+                f" valid: {', '.join(available)}"
+            )
+    chosen = ["estimator", *[name for name in dict.fromkeys(names) if name != "estimator"]]
+    return [SPECIAL.get(name) or Column(name, _value(name), numeric=True) for name in chosen]
