@@ -162,6 +162,14 @@ def assert_usage_error(result, *fragments: str) -> None:
         (["--repeats", "-1"], ["--repeats", "-1 is not a non-negative integer"]),
         (["--chunk-size", "0"], ["--chunk-size", "0 is not a positive integer"]),
         (["--set", "k=-1", "gaussian-exp", "--set", "sigma=2"], ["1 + 2·k·sigma² > 0"]),
+        (["gaussian-sqaure"], ["'gaussian-sqaure'", "did you mean 'gaussian-square'?"]),
+        (["-e", "reinfroce"], ["'reinfroce'", "did you mean 'reinforce'?"]),
+        (["--set", "sigam=2"], ["'sigam'", "did you mean 'sigma'?"]),
+        (["--set", "gaussian-square.kk=2"], ["'kk'", "did you mean 'k'?"]),
+        (["--seed", str(2**63)], ["--seed", "64-bit seed", str(2**63 - 1)]),
+        (["--columns", "varaince"], ["--columns", "'varaince'", "did you mean 'variance'?"]),
+        (["--sort", "mse_s"], ["--sort", "'mse_s'", "did you mean 'mse_se'?"]),
+        (["--wide", "--columns", "mse"], ["--wide", "--columns"]),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, fragments, tmp_path):
@@ -277,3 +285,60 @@ def test_every_option_fuzzed_fails_in_one_line(data):
     assert len(lines) == 1 and lines[0].startswith("gradbench: error:"), (option, value, lines)
     assert "Traceback" not in result.output
     assert not FUZZ_OUTPUT.exists()
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_default_table_fits_the_terminal_without_cutting_a_cell(width):
+    """Every objective of the default suite (the model objectives at a small n), piped with
+    COLUMNS set: no line is wider than the width and no cell is cut short (rich's …)."""
+    result = runner.invoke(app, ["compare", *QUICK], env={"COLUMNS": str(width)})
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= width
+    assert "…" not in result.stdout
+    for name in OBJECTIVES:
+        assert any(line.startswith(f"{name}  (n = 2000") for line in lines)
+
+
+def test_columns_and_sort_choose_what_is_shown():
+    result = runner.invoke(
+        app,
+        ["compare", "gaussian-square", "-e", "reinforce", "-e", "reparam", *QUICK,
+         "--columns", "mse,snr", "--sort", "-snr"],
+        env={"COLUMNS": "80"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("estimator"))
+    assert header.split() == ["estimator", "MSE", "SNR"]
+    start = lines.index(header) + 1
+    order = [line.lstrip("★ ").split()[0] for line in lines[start : start + 2]]
+    # The pathwise estimate has the higher SNR: first in descending order of snr.
+    assert order[:2] == ["reparam", "reinforce"]
+
+
+def test_wide_shows_every_column():
+    result = runner.invoke(
+        app,
+        ["compare", "gaussian-square", "-e", "reparam", *QUICK, "--wide"],
+        env={"COLUMNS": "250"},
+    )
+    assert result.exit_code == 0, result.stderr
+    for header in ("SNR", "cosine", "sign error", "evals×variance", "work×variance"):
+        assert header in result.stdout
+
+
+def test_a_failed_pair_exits_1_after_writing_everything(tmp_path):
+    """A θ too large for the memory budget fails its pair up front, with the numbers and the
+    flag that helps, and the run still writes its files; the exit status is then 1."""
+    csv = tmp_path / "t.csv"
+    result = invoke(
+        "compare", "gaussian-square", "-e", "reparam", "--set", "dim=1000000", "-n", "100",
+        "--csv", str(csv),
+    )  # fmt: skip
+    assert result.exit_code == 1, result.stderr
+    table = pd.read_csv(csv)
+    assert list(table.status) == ["failed"]
+    reason = table.reason[0]
+    assert "MemoryBudgetError" in reason and "16 estimates" in reason and "--chunk-size" in reason
+    assert "1 pair(s) failed" in result.stderr

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from gradbench.core.errors import InputError, did_you_mean
+from gradbench.records.comparison import COLUMNS
+from gradbench.records.stored import VARIABLE_PREFIXES
 from gradbench.report.format import bias_verdict, duration, number, with_se
 
 BEST_MARK = "★"
@@ -51,7 +53,8 @@ def _estimator(row: dict) -> str:
 
 
 def _bias(row: dict) -> str:
-    return "—" if math.isnan(row["bias_p"]) else bias_verdict(row)
+    """The verdict alone: the section's title says when the reference is estimated."""
+    return "—" if math.isnan(row["bias_p"]) else bias_verdict(row, with_reference=False)
 
 
 def _seconds(name: str) -> Callable[[dict], str]:
@@ -84,14 +87,21 @@ SPECIAL: dict[str, Column] = {
 DEFAULT_COLUMNS = ("estimator", "variance", "bias_p", "time_per_sample_s", "work_variance")
 
 
-def columns(names: Sequence[str], available: Sequence[str]) -> list[Column]:
-    """The columns called ``names`` (CSV names, among ``available``); ``estimator`` always
-    comes first. An unknown name is an :class:`InputError` with the closest valid one."""
+def check_names(names: Sequence[str], flag: str = "--columns") -> None:
+    """Refuse, before anything runs, a name that is no column of a result: one of
+    :data:`~gradbench.records.comparison.COLUMNS`, or a ``setting_*`` / ``option_*`` column
+    (those depend on the objectives and estimators; one a run lacks shows as ``—``)."""
     for name in names:
-        if name not in available:
+        if name not in COLUMNS and not name.startswith(VARIABLE_PREFIXES):
             raise InputError(
-                f"--columns: unknown column {name!r}{did_you_mean(name, available)};"
-                f" valid: {', '.join(available)}"
+                f"{flag}: unknown column {name!r}{did_you_mean(name, COLUMNS)}; valid: the CSV's"
+                f" columns, {', '.join(COLUMNS)}, and setting_* / option_*"
             )
+
+
+def columns(names: Sequence[str]) -> list[Column]:
+    """The columns called ``names`` (CSV names, see :func:`check_names`); ``estimator``
+    always comes first."""
+    check_names(names)
     chosen = ["estimator", *[name for name in dict.fromkeys(names) if name != "estimator"]]
     return [SPECIAL.get(name) or Column(name, _value(name), numeric=True) for name in chosen]

@@ -24,10 +24,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from gradbench.core.errors import InputError, did_you_mean
 from gradbench.core.status import Status
 from gradbench.records.ranking import BIAS_SIGNIFICANCE, is_candidate, timing_is_stable
-from gradbench.report.columns import BEST_MARK, DEFAULT_COLUMNS, Column, columns
+from gradbench.report.columns import BEST_MARK, DEFAULT_COLUMNS, Column, check_names, columns
 from gradbench.report.format import number, objective_labels, sample_counts
 
 
@@ -47,7 +46,7 @@ def sections(table: pd.DataFrame, sort: str | None = None) -> list[Section]:
     or by the CSV column ``sort`` (ascending; ``-name`` descending; undefined last)."""
     records = table.to_dict("records")
     if sort is not None:
-        _check_sort(sort, list(table.columns))
+        check_names([sort.removeprefix("-")], "--sort")
     labels = objective_labels(records)
     shown = []
     for label in dict.fromkeys(labels):
@@ -66,15 +65,6 @@ def sections(table: pd.DataFrame, sort: str | None = None) -> list[Section]:
         section.verdict = verdict(measured)
         shown.append(section)
     return shown
-
-
-def _check_sort(sort: str, available: list[str]) -> None:
-    name = sort.removeprefix("-")
-    if name not in available:
-        raise InputError(
-            f"--sort: unknown column {name!r}{did_you_mean(name, available)};"
-            f" valid: {', '.join(available)}"
-        )
 
 
 def _title(label: str, row: dict) -> str:
@@ -178,13 +168,10 @@ def compact_view(
     table: pd.DataFrame, names: Sequence[str] = DEFAULT_COLUMNS, sort: str | None = None
 ) -> RenderableType:
     """The terminal view: a table per objective configuration, its lines, the caption."""
-    chosen = columns(names, list(table.columns))
+    chosen = columns(names)
     parts: list[RenderableType] = []
     for section in sections(table, sort):
         view = Table(
-            title=escape(section.title),
-            title_justify="left",
-            title_style="bold cyan",
             box=None,
             header_style="bold underline",
             pad_edge=False,
@@ -197,7 +184,7 @@ def compact_view(
         for row in section.rows:
             style = "bold green" if row["best"] else None
             view.add_row(*(escape(column.cell(row)) for column in chosen), style=style)
-        parts.append(view)
+        parts += [Text(section.title, style="bold cyan"), view]
         parts.extend(Text(line, style="dim") for line in _lines(section)[:-1])
         if section.verdict:
             parts.append(Text(section.verdict))
@@ -223,7 +210,7 @@ def compact_markdown(
 ) -> str:
     """The same view as GitHub-flavoured Markdown: per section a bold title, a table, its
     lines; the caption at the end."""
-    chosen = columns(names, list(table.columns))
+    chosen = columns(names)
     blocks = []
     for section in sections(table, sort):
         lines = [f"**{section.title}**", "", _markdown_header(chosen)]

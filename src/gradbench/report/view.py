@@ -10,7 +10,7 @@ import pandas as pd
 from rich.console import RenderableType
 
 from gradbench.core.errors import InputError
-from gradbench.report.columns import DEFAULT_COLUMNS
+from gradbench.report.columns import DEFAULT_COLUMNS, check_names
 from gradbench.report.compact import compact_markdown, compact_view
 from gradbench.report.tables import markdown_table, rich_table
 
@@ -24,10 +24,14 @@ class ViewOptions:
     sort: str | None = None
 
     def __post_init__(self) -> None:
+        """Check the names up front, before the run whose view they choose."""
         if self.wide and (self.columns is not None or self.sort is not None):
             raise InputError(
                 "--wide shows every column in the table's order; drop --columns/--sort"
             )
+        check_names(self.names)
+        if self.sort is not None:
+            check_names([self.sort.removeprefix("-")], "--sort")
 
     @property
     def names(self) -> Sequence[str]:
