@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor
 
-from gradbench.stats.moments import chan_merge, masked_segment_moments, segment_moments
+from gradbench.stats.moments import chan_merge
 from gradbench.stats.summary import (
     COSINE,
     PER_SAMPLE_COLUMNS,
@@ -60,64 +60,75 @@ class GradientStatistics:
     def add(self, estimates: Tensor) -> None:
         """Fold the next chunk of estimates ``[m, P]`` (samples ``added … added + m − 1``).
 
-        The state changes only when the whole chunk is folded, so a chunk that fails (out of
-        memory, say) can be retried.
+        One float64 copy of the chunk, shifted in place; per-sample columns from two dot
+        products and the row norms of the shifted values; per-group sums of the values and
+        of their squares; then a Chan merge of all G groups at once. Nothing is read back to
+        the host. The state changes only when the whole chunk is folded, so a chunk that
+        fails (out of memory, say) can be retried.
         """
         m = estimates.shape[0]
         if self.added + m > self.n_total:
             raise ValueError(f"more than n_total={self.n_total} estimates added")
-        values = self._per_sample_values(estimates)
-        finite = values.sum(dim=1).isfinite()  # a row holding NaN or ±Inf sums to NaN or ±Inf
-        shift = self.shift
-        if self.added == 0:
-            shift = torch.where(values[0].isfinite(), values[0], 0.0)
-        values.sub_(shift)
-
-        segments = self._segments(m)
-        # On the CPU reading one flag back costs nothing and allows the fused var_mean; on a
-        # GPU the masked path runs unconditionally, so the loop never waits for the device.
-        if values.device.type == "cpu" and bool(finite.all()):
-            count, mean, m2 = segment_moments(values, segments)
-        else:
-            count, mean, m2 = masked_segment_moments(values, finite, segments)
-        groups = torch.tensor([group for group, _, _ in segments], device=values.device)
-        merged = chan_merge(self.count[groups], self.mean[groups], self.m2[groups], count, mean, m2)
-        nonfinite = self.nonfinite + (~finite).sum()
-
-        self.count = self.count.index_copy(0, groups, merged[0])
-        self.mean = self.mean.index_copy(0, groups, merged[1])
-        self.m2 = self.m2.index_copy(0, groups, merged[2])
-        self.nonfinite, self.shift = nonfinite, shift
+        first = self.added == 0
+        values, finite, shift = self._shifted_values(estimates, first)
+        weight = finite.to(torch.float64)
+        values.masked_fill_(~finite.unsqueeze(1), 0.0)
+        count, total, squares = self._group_sums(values, weight)
+        mean = total / count.clamp(min=1)
+        # Σd² − n·mean² of values already shifted by a sample: no cancellation to speak of.
+        m2 = (squares - total * mean).clamp_(min=0.0)
+        merged = chan_merge(self.count, self.mean, self.m2, count, mean, m2)
+        self.count, self.mean, self.m2 = merged
+        self.nonfinite = self.nonfinite + (m - weight.sum()).to(torch.int64)
+        self.shift = shift
         self.eps = max(self.eps, torch.finfo(estimates.dtype).eps)
         self.added += m
 
-    def _segments(self, m: int) -> list[tuple[int, int, int]]:
-        """(group, start, stop) of the contiguous rows of the next chunk that share a group."""
-        segments = []
-        start = 0
-        while start < m:
-            group = (self.added + start) * self.groups // self.n_total
-            first_of_next = -(-(group + 1) * self.n_total // self.groups)  # ⌈(g+1)·N/G⌉
-            stop = min(m, first_of_next - self.added)
-            segments.append((group, start, stop))
-            start = stop
-        return segments
+    def _shifted_values(self, estimates: Tensor, first: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """``[m, P + 3]`` float64 values − shift: d_i = g_i − s, then ‖g_i − g*‖², cos(g_i, g*)
+        and 1[g_i · g* < 0], each less its first value; the rows that are finite ``[m]``; and
+        the shift ``[P + 3]`` (the first chunk's first row, 0 where it is not finite).
 
-    def _per_sample_values(self, estimates: Tensor) -> Tensor:
-        """``[m, P + 3]`` float64: g_i, then ‖g_i − g*‖², cos(g_i, g*), 1[g_i · g* < 0]."""
+        g·g* and ‖g‖ are taken from g itself (an estimate of exactly 0 has g·g* = 0 exactly);
+        ‖g − g*‖² from the shifted values without another [m, P] temporary,
+        ‖d‖² + 2 d·(s − g*) + ‖s − g*‖², exact when the estimates do not vary."""
         m, width = estimates.shape
         ref = self.reference
         values = torch.empty(
             m, width + PER_SAMPLE_COLUMNS, dtype=torch.float64, device=estimates.device
         )
-        g = values[:, :width]
-        g.copy_(estimates)
-        dot = g @ ref
-        norms = torch.linalg.vector_norm(g, dim=1) * torch.linalg.vector_norm(ref)
-        values[:, width + SQUARED_ERROR] = torch.linalg.vector_norm(g - ref, dim=1) ** 2
-        values[:, width + COSINE] = torch.where(norms > 0, dot / norms, 0.0)
+        d = values[:, :width]
+        d.copy_(estimates)
+        dot = d @ ref
+        norm = torch.linalg.vector_norm(d, dim=1) * torch.linalg.vector_norm(ref)
+        s = torch.where(d[0].isfinite(), d[0], 0.0) if first else self.shift[:width]
+        d.sub_(s)
+        squared = torch.linalg.vector_norm(d, dim=1).square()
+        offset = s - ref
+        values[:, width + SQUARED_ERROR] = squared + 2 * (d @ offset) + offset @ offset
+        values[:, width + COSINE] = torch.where(norm > 0, dot / norm, 0.0)
         values[:, width + SIGN_ERROR] = dot < 0
-        return values
+        extra = values[:, width:]
+        if first:
+            extra_shift = torch.where(extra[0].isfinite(), extra[0], 0.0)
+            shift = torch.cat([s, extra_shift])
+        else:
+            shift = self.shift
+        extra.sub_(shift[width:])
+        # ‖d‖² is NaN or ∞ when a coordinate is (or its square overflows float64: |d| > 1e154).
+        return values, squared.isfinite(), shift
+
+    def _group_ids(self, m: int, device: torch.device) -> Tensor:
+        """The group ⌊i·G/N⌋ of each sample i of the next chunk ``[m]``, made on the device."""
+        rows = torch.arange(self.added, self.added + m, device=device)
+        return torch.div(rows * self.groups, self.n_total, rounding_mode="floor")
+
+    def _group_sums(self, values: Tensor, weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Per group ``[G, 1]``, ``[G, W]``, ``[G, W]``: Σ weight, Σ values, Σ values²."""
+        ids = self._group_ids(values.shape[0], values.device)
+        if values.device.type == "cpu":
+            return index_sums(values, weight, ids, self.groups)
+        return onehot_sums(values, weight, ids, self.groups)
 
     def summary(self) -> Summary:
         """All statistics, computed on the host in float64 (one transfer)."""
@@ -135,3 +146,28 @@ class GradientStatistics:
             self.reference_se,
             self.reference_df,
         )
+
+
+def index_sums(
+    values: Tensor, weight: Tensor, ids: Tensor, groups: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Σ weight ``[G, 1]``, Σ values and Σ values² ``[G, W]`` of the rows of each group
+    ``ids [m]``, by ``index_add_``: one pass, deterministic on the CPU (on a GPU it adds
+    atomically, in no fixed order)."""
+    zeros = torch.zeros(groups, values.shape[1], dtype=values.dtype, device=values.device)
+    count = torch.zeros(groups, dtype=values.dtype, device=values.device)
+    count.index_add_(0, ids, weight)
+    total = zeros.index_add(0, ids, values)
+    return count.unsqueeze(1), total, zeros.index_add_(0, ids, values * values)
+
+
+def onehot_sums(
+    values: Tensor, weight: Tensor, ids: Tensor, groups: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The sums of :func:`index_sums` as one matrix product: a one-hot matrix of the groups
+    ``[G, m]`` times [weight, values, values²] ``[m, 1 + 2W]``. Deterministic on every device
+    (the GPU path: a seed then repeats its numbers exactly)."""
+    onehot = (torch.arange(groups, device=ids.device).unsqueeze(1) == ids).to(values.dtype)
+    sums = onehot @ torch.cat([weight.unsqueeze(1), values, values * values], dim=1)
+    width = values.shape[1]
+    return sums[:, :1], sums[:, 1 : 1 + width], sums[:, 1 + width :]

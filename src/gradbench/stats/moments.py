@@ -3,7 +3,6 @@ merged, pooled and left out exactly (Chan, Golub & LeVeque 1979), for any order 
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 
@@ -17,37 +16,6 @@ def chan_merge(
     mean = mean_a + delta * (count_b / safe)
     m2 = m2_a + m2_b + delta**2 * (count_a * count_b / safe)
     return count, mean, m2
-
-
-def segment_moments(
-    values: Tensor, segments: list[tuple[int, int, int]]
-) -> tuple[Tensor, Tensor, Tensor]:
-    """count ``[S, 1]``, mean and M2 ``[S, W]`` of each segment of rows (all finite)."""
-    counts, means, m2s = [], [], []
-    for _, start, stop in segments:
-        variance, mean = torch.var_mean(values[start:stop], dim=0, correction=0)
-        counts.append(stop - start)
-        means.append(mean)
-        m2s.append(variance * (stop - start))
-    count = torch.tensor(counts, dtype=torch.float64, device=values.device).unsqueeze(1)
-    return count, torch.stack(means), torch.stack(m2s)
-
-
-def masked_segment_moments(
-    values: Tensor, finite: Tensor, segments: list[tuple[int, int, int]]
-) -> tuple[Tensor, Tensor, Tensor]:
-    """As :func:`segment_moments`, leaving out the rows where ``finite`` is False."""
-    weight = finite.to(torch.float64).unsqueeze(1)
-    values = values.masked_fill(~finite.unsqueeze(1), 0.0)
-    counts, means, m2s = [], [], []
-    for _, start, stop in segments:
-        count = weight[start:stop].sum(dim=0)
-        mean = values[start:stop].sum(dim=0) / count.clamp(min=1)
-        deviation = (values[start:stop] - mean) * weight[start:stop]
-        counts.append(count)
-        means.append(mean)
-        m2s.append((deviation * deviation).sum(dim=0))
-    return torch.stack(counts), torch.stack(means), torch.stack(m2s)
 
 
 def pool(count: Tensor, mean: Tensor, m2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
