@@ -126,6 +126,9 @@ def verdict(rows: Sequence[dict]) -> str:
             (name, ratio), rest = ratios[0], ratios[1:]
             line += f"; at equal cost {name} is {ratio} noisier"
             line += "".join(f", {other} {times}" for other, times in rest)
+        unstable = [row["estimator"] for row in candidates if not timing_is_stable(row)]
+        if unstable:
+            line += f"; timing unstable: {', '.join(unstable)}"
         return line
     if not rows:
         return ""
