@@ -42,3 +42,14 @@ def test_check_objectives_have_exact_gradients(objective):
         dtype=torch.float64,
     )
     torch.testing.assert_close(exact, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_every_built_in_objective_declares_the_capabilities_it_has():
+    """`gradbench list` reads capabilities off the class (building a model objective loads
+    data and weights); a run reads them off the distribution. They must agree."""
+    from gradbench.extend import registry
+
+    for name, entry in registry.objectives.entries().items():
+        if entry.origin == "built-in":
+            objective = entry.cls()
+            assert objective.capabilities() == entry.cls.declared_capabilities(), name

@@ -90,6 +90,10 @@ class Objective(ABC):
     differentiable_cost: ClassVar[bool] = True
     #: Structural capabilities the class guarantees (see :class:`Capability`).
     offers: ClassVar[frozenset[Capability]] = frozenset({Capability.COMMON_NOISE})
+    #: Whether q_θ has ``rsample``, for listings that do not build the objective (building a
+    #: model objective loads data and weights); None: known only from its distribution. A run
+    #: always reads it off the distribution (:meth:`capabilities`).
+    has_rsample: ClassVar[bool | None] = None
     #: Estimates per run when the user does not choose; None: the engine's default. Objectives
     #: whose θ has thousands of coordinates choose fewer, so the default suite stays quick.
     default_samples: ClassVar[int | None] = None
@@ -196,6 +200,17 @@ class Objective(ABC):
         """The logits ℓ_θ ``[*B, *event]`` of q_θ, for objectives offering
         :attr:`Capability.BERNOULLI`; the discrete estimators pull their ∇_ℓ back to θ."""
         raise NotImplementedError(f"{self.name} does not offer {Capability.BERNOULLI.value}")
+
+    @classmethod
+    def declared_capabilities(cls) -> frozenset[Capability]:
+        """What the class says it offers, without building an instance: :attr:`offers`, a
+        differentiable cost, and ``rsample`` where :attr:`has_rsample` is True."""
+        declared = set(cls.offers)
+        if cls.differentiable_cost:
+            declared.add(Capability.DIFFERENTIABLE_COST)
+        if cls.has_rsample:
+            declared.add(Capability.RSAMPLE)
+        return frozenset(declared)
 
     def capabilities(self) -> frozenset[Capability]:
         """What this objective offers, read off its distribution and cost."""

@@ -31,6 +31,7 @@ class BernoulliToy(Objective):
         Setting("target", float, 0.499, "target t"),
     )
     differentiable_cost = False
+    has_rsample = False
     offers = frozenset({Capability.COMMON_NOISE, Capability.BERNOULLI, Capability.RELAXED_COST})
 
     @property

@@ -25,6 +25,7 @@ class CategoricalToy(Objective):
     description = "f(x) = (x − t)², x ~ Categorical(softmax(logits)) over K categories"
     reference_method = "exact (enumeration)"
     differentiable_cost = False
+    has_rsample = False
     settings = (
         Setting("categories", int, 4, "number of categories K", at_least(2)),
         Setting("spread", float, 1.0, "logits spread evenly over [−spread, spread]"),

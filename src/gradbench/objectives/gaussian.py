@@ -37,6 +37,7 @@ class DiagonalGaussian(Objective):
     x = μ + σ ⊙ ε, ε ~ N(0, I); subclasses give θ's values, the cost and J."""
 
     offers = frozenset({Capability.COMMON_NOISE, Capability.GAUSSIAN})
+    has_rsample = True
 
     def distribution(self, params: Params) -> Distribution:
         # Settings are validated once; per-call validation would sync a GPU on every chunk.

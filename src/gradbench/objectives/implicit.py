@@ -31,6 +31,7 @@ class RsampleObjective(Objective):
     """Samples with ``rsample()`` of :meth:`family`; subclasses give the family and the cost."""
 
     offers = frozenset()
+    has_rsample = True
 
     @abstractmethod
     def family(self, params: Params) -> Distribution:

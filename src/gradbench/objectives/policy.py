@@ -179,6 +179,7 @@ class RiverSwimPolicy(Objective):
     description = "return of a softmax policy on RiverSwim (6 states, horizon H), exact by DP"
     reference_method = "exact (dynamic programming)"
     differentiable_cost = False
+    has_rsample = False
     #: An estimate walks H steps one after another; fewer keep the default suite quick.
     default_samples = 20_000
     settings = (

@@ -189,6 +189,7 @@ class GaussianVAE(_VariationalAutoencoder):
 
     name = "vae-gaussian"
     description = "VAE on 8×8 digits, Gaussian latent, ∇ of the ELBO w.r.t. encoder weights"
+    has_rsample = True
     reference_method = "estimated (pathwise mean ± its standard error)"
     settings = (
         *_VariationalAutoencoder.settings,
@@ -261,6 +262,7 @@ class BernoulliVAE(_VariationalAutoencoder):
     description = "VAE on 8×8 digits, binary latent, ∇ of the ELBO w.r.t. encoder weights"
     reference_method = "exact (enumeration)"
     differentiable_cost = False
+    has_rsample = False
     offers = frozenset({Capability.COMMON_NOISE, Capability.BERNOULLI, Capability.RELAXED_COST})
     latent = 8
     encoder_outputs = latent

@@ -46,10 +46,9 @@ def objective_listing(entries: Mapping[str, Entry]) -> Table:
     rows = []
     for name, entry in entries.items():
         cls = entry.cls
-        try:
-            offers = ", ".join(sorted(c.value for c in cls().capabilities())) or "nothing"
-        except Exception as error:  # a plugin objective broken at its defaults is listed so
-            offers = f"error: {type(error).__name__}: {error}"
+        offers = ", ".join(sorted(c.value for c in cls.declared_capabilities())) or "nothing"
+        if cls.has_rsample is None:
+            offers += " (rsample: read off its distribution at run time)"
         lines = [
             cls.description,
             f"offers {offers}; reference {cls.reference_method}; {entry.origin}",
