@@ -257,3 +257,24 @@ def test_timing_batch_is_a_chunk_unless_that_would_take_long():
     # Slower than the target for one row: still a whole aligned batch, never zero.
     assert timing_batch(chunk=4096, n_samples=100_000, seconds_per_estimate=1.0) == 16
     assert timing_batch(chunk=8, n_samples=100_000, seconds_per_estimate=1.0) == 8
+
+
+class _OneSpike(Estimator):
+    """Zero everywhere but one estimate: every other group's variance is 0, so the
+    jackknife of log V has no defined spread."""
+
+    name = "one-spike"
+    description = "one nonzero estimate"
+    unbiased = False
+
+    def estimate(self, objective, params, n, generator):
+        estimates = torch.zeros(n, 2, dtype=params["mu"].dtype)
+        estimates[0, 0] = 1e3
+        return estimates
+
+
+def test_an_interval_one_group_dominates_gets_a_warning_that_says_what_to_do():
+    result = run_pair(GaussianSquare(), _OneSpike(), RunConfig(n_samples=2000, timing_repeats=0))
+    assert result.status == "ok", result.reason
+    wild = [note for note in result.warnings if "one group of estimates dominates" in note]
+    assert len(wild) == 1 and "mu[0]" in wild[0] and "--samples" in wild[0]

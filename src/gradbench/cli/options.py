@@ -84,7 +84,7 @@ Plot = Annotated[
     typer.Option(
         "--plot",
         metavar="PATH",
-        help="Draw the result as a figure, .png or .svg (needs: pip install 'gradbench[plot]').",
+        help="Draw the result as a figure, .png or .svg (needs: pip install 'gradbench\\[plot]').",
     ),
 ]
 Device = Annotated[str, typer.Option(metavar="DEVICE", help=f"One of {', '.join(DEVICES)}.")]
@@ -165,9 +165,7 @@ ColumnNames = Annotated[
         " time_per_sample_s, work_variance.",
     ),
 ]
-Wide = Annotated[
-    bool, typer.Option("--wide", help="Show every column in one wide table (as before 0.2).")
-]
+Wide = Annotated[bool, typer.Option("--wide", help="Show every column in one wide table.")]
 Sort = Annotated[
     str | None,
     typer.Option(

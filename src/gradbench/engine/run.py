@@ -221,7 +221,7 @@ def _measure(
 
         with (config.timing_guard or nullcontext)():
             result.timing = time_per_sample(produce, batch, config.timing_repeats, config.device)
-    result.warnings = _warnings(result.summary, result.timing)
+    result.warnings = _warnings(result.summary, result.timing, result.labels)
 
 
 def _check_output(name: str, estimates: Tensor, shape: tuple[int, int], config: RunConfig) -> None:
@@ -236,7 +236,24 @@ def _check_output(name: str, estimates: Tensor, shape: tuple[int, int], config: 
         )
 
 
-def _warnings(summary: Summary, timing: Timing | None) -> list[str]:
+#: A coordinate interval wider than this factor says one group dominates its jackknife.
+WILD_INTERVAL = 100.0
+
+
+def _unreliable_coordinates(summary: Summary, labels: list[str]) -> str:
+    """The coordinates (three named at most) whose variance is positive but whose interval is
+    undefined or wider than :data:`WILD_INTERVAL`; ``""`` when there are none."""
+    low, high = summary.coordinate_variance_ci
+    positive = summary.coordinate_variance > 0
+    wild = positive & (low.isnan() | high.isnan() | (high > WILD_INTERVAL * low))
+    names = [label for label, flag in zip(labels, wild.tolist(), strict=True) if flag]
+    if not names:
+        return ""
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return ", ".join(names[:3]) + more
+
+
+def _warnings(summary: Summary, timing: Timing | None, labels: list[str]) -> list[str]:
     """Checks on a finished run, each saying what to do about it."""
     notes = []
     if summary.n_nonfinite:
@@ -255,6 +272,13 @@ def _warnings(summary: Summary, timing: Timing | None) -> list[str]:
         notes.append(
             "the variance interval spans more than a factor 2 (heavy tails);"
             " raise --samples for a stable variance"
+        )
+    if wild := _unreliable_coordinates(summary, labels):
+        notes.append(
+            f"the variance interval of {wild} is undefined or spans more than a factor"
+            f" {WILD_INTERVAL:g}: one group of estimates dominates its jackknife (a rare,"
+            " extreme estimate); raise --samples, or read that coordinate's variance as"
+            " uncertain"
         )
     if timing is not None and timing.below_resolution:
         notes.append("timing is near the timer's resolution; raise --samples for a longer batch")

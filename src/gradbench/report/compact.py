@@ -53,7 +53,7 @@ def sections(table: pd.DataFrame, sort: str | None = None) -> list[Section]:
         mine = [row for row, own in zip(records, labels, strict=True) if own == label]
         measured = [row for row in mine if row["status"] == Status.OK]
         section = Section(
-            title=_title(label, mine[0]),
+            title=_title(label, measured[0] if measured else mine[0]),
             rows=_ordered(measured, sort),
             skipped=[row["estimator"] for row in mine if row["status"] == Status.SKIPPED],
             failed=[
@@ -145,7 +145,10 @@ def verdict(rows: Sequence[dict]) -> str:
 
 
 def _ratio(value: float) -> str:
-    return f"{value:.2g}×" if value < 10 else f"{value:.0f}×"
+    """``3.2×``, ``60×``, ``1.2e15×``."""
+    if value < 10:
+        return f"{value:.2g}×"
+    return f"{value:.0f}×" if value < 1e4 else f"{number(value)}×"
 
 
 CAPTION = (

@@ -71,15 +71,17 @@ class GradientStatistics:
             raise ValueError(f"more than n_total={self.n_total} estimates added")
         first = self.added == 0
         values, finite, shift = self._shifted_values(estimates, first)
-        weight = finite.to(torch.float64)
-        values.masked_fill_(~finite.unsqueeze(1), 0.0)
-        count, total, squares = self._group_sums(values, weight)
+        # Rows with a NaN or ∞ go to a spare group G, which is dropped: no pass to mask them.
+        ids = torch.where(finite, self._group_ids(m, values.device), self.groups)
+        sums = index_sums if values.device.type == "cpu" else onehot_sums
+        count, total, squares = sums(values, ids, self.groups + 1)
+        count, total, squares = count[:-1], total[:-1], squares[:-1]
         mean = total / count.clamp(min=1)
         # Σd² − n·mean² of values already shifted by a sample: no cancellation to speak of.
         m2 = (squares - total * mean).clamp_(min=0.0)
         merged = chan_merge(self.count, self.mean, self.m2, count, mean, m2)
         self.count, self.mean, self.m2 = merged
-        self.nonfinite = self.nonfinite + (m - weight.sum()).to(torch.int64)
+        self.nonfinite = self.nonfinite + (m - count.sum()).to(torch.int64)
         self.shift = shift
         self.eps = max(self.eps, torch.finfo(estimates.dtype).eps)
         self.added += m
@@ -90,8 +92,7 @@ class GradientStatistics:
         the shift ``[P + 3]`` (the first chunk's first row, 0 where it is not finite).
 
         g·g* and ‖g‖ are taken from g itself (an estimate of exactly 0 has g·g* = 0 exactly);
-        ‖g − g*‖² from the shifted values without another [m, P] temporary,
-        ‖d‖² + 2 d·(s − g*) + ‖s − g*‖², exact when the estimates do not vary."""
+        ‖g − g*‖² without another [m, P] temporary, as ‖d‖² + 2 d·(s − g*) + ‖s − g*‖²."""
         m, width = estimates.shape
         ref = self.reference
         values = torch.empty(
@@ -99,13 +100,14 @@ class GradientStatistics:
         )
         d = values[:, :width]
         d.copy_(estimates)
-        dot = d @ ref
-        norm = torch.linalg.vector_norm(d, dim=1) * torch.linalg.vector_norm(ref)
         s = torch.where(d[0].isfinite(), d[0], 0.0) if first else self.shift[:width]
+        offset = s - ref
+        dot, along = (d @ torch.stack([ref, offset], dim=1)).unbind(1)  # g·g*, g·(s − g*)
+        norm = torch.linalg.vector_norm(d, dim=1) * torch.linalg.vector_norm(ref)
         d.sub_(s)
         squared = torch.linalg.vector_norm(d, dim=1).square()
-        offset = s - ref
-        values[:, width + SQUARED_ERROR] = squared + 2 * (d @ offset) + offset @ offset
+        # d·(s − g*) = g·(s − g*) − s·(s − g*)
+        values[:, width + SQUARED_ERROR] = squared + 2 * (along - s @ offset) + offset @ offset
         values[:, width + COSINE] = torch.where(norm > 0, dot / norm, 0.0)
         values[:, width + SIGN_ERROR] = dot < 0
         extra = values[:, width:]
@@ -122,13 +124,6 @@ class GradientStatistics:
         """The group ⌊i·G/N⌋ of each sample i of the next chunk ``[m]``, made on the device."""
         rows = torch.arange(self.added, self.added + m, device=device)
         return torch.div(rows * self.groups, self.n_total, rounding_mode="floor")
-
-    def _group_sums(self, values: Tensor, weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Per group ``[G, 1]``, ``[G, W]``, ``[G, W]``: Σ weight, Σ values, Σ values²."""
-        ids = self._group_ids(values.shape[0], values.device)
-        if values.device.type == "cpu":
-            return index_sums(values, weight, ids, self.groups)
-        return onehot_sums(values, weight, ids, self.groups)
 
     def summary(self) -> Summary:
         """All statistics, computed on the host in float64 (one transfer)."""
@@ -148,26 +143,22 @@ class GradientStatistics:
         )
 
 
-def index_sums(
-    values: Tensor, weight: Tensor, ids: Tensor, groups: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Σ weight ``[G, 1]``, Σ values and Σ values² ``[G, W]`` of the rows of each group
-    ``ids [m]``, by ``index_add_``: one pass, deterministic on the CPU (on a GPU it adds
-    atomically, in no fixed order)."""
+def index_sums(values: Tensor, ids: Tensor, groups: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Rows ``[G, 1]``, Σ values and Σ values² ``[G, W]`` of each group ``ids [m]``, by
+    ``index_add_``: one pass, deterministic on the CPU (on a GPU it adds atomically, in no
+    fixed order)."""
     zeros = torch.zeros(groups, values.shape[1], dtype=values.dtype, device=values.device)
-    count = torch.zeros(groups, dtype=values.dtype, device=values.device)
-    count.index_add_(0, ids, weight)
+    count = torch.bincount(ids, minlength=groups).to(values.dtype).unsqueeze(1)
     total = zeros.index_add(0, ids, values)
-    return count.unsqueeze(1), total, zeros.index_add_(0, ids, values * values)
+    return count, total, zeros.index_add_(0, ids, values * values)
 
 
-def onehot_sums(
-    values: Tensor, weight: Tensor, ids: Tensor, groups: int
-) -> tuple[Tensor, Tensor, Tensor]:
+def onehot_sums(values: Tensor, ids: Tensor, groups: int) -> tuple[Tensor, Tensor, Tensor]:
     """The sums of :func:`index_sums` as one matrix product: a one-hot matrix of the groups
-    ``[G, m]`` times [weight, values, values²] ``[m, 1 + 2W]``. Deterministic on every device
+    ``[G, m]`` times [1, values, values²] ``[m, 1 + 2W]``. Deterministic on every device
     (the GPU path: a seed then repeats its numbers exactly)."""
     onehot = (torch.arange(groups, device=ids.device).unsqueeze(1) == ids).to(values.dtype)
-    sums = onehot @ torch.cat([weight.unsqueeze(1), values, values * values], dim=1)
+    ones = torch.ones(values.shape[0], 1, dtype=values.dtype, device=values.device)
+    sums = onehot @ torch.cat([ones, values, values * values], dim=1)
     width = values.shape[1]
     return sums[:, :1], sums[:, 1 : 1 + width], sums[:, 1 + width :]
