@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -18,7 +20,14 @@ from gradbench.objectives.gaussian import GaussianSquare
 from gradbench.records.comparison import WARNING_SEPARATOR
 
 FAST = RunConfig(n_samples=2000, seed=0, timing_repeats=0)
-TIME_COLUMNS = ["time_per_sample_s", "time_per_sample_min_s", "time_per_sample_max_s"]
+#: What a timing measures, and how (its batch and repeats follow the pace of the machine).
+TIME_COLUMNS = [
+    "time_per_sample_s",
+    "time_per_sample_min_s",
+    "time_per_sample_max_s",
+    "timing_batch",
+    "timing_repeats",
+]
 
 
 class Raising(Estimator):
@@ -249,14 +258,29 @@ def test_settings_route_to_objectives_and_estimator_options():
     assert square.option_step == 1e-2 and square.grad_dim == 4 and toy.grad_dim == 2
 
 
-def test_timing_batch_is_a_chunk_unless_that_would_take_long():
-    assert timing_batch(chunk=4096, n_samples=100_000, seconds_per_estimate=1e-6) == 4096
-    assert timing_batch(chunk=4096, n_samples=1000, seconds_per_estimate=1e-6) == 1000
-    # 1 ms per estimate: 0.1 s buys 100 rows, rounded down to a multiple of 16.
-    assert timing_batch(chunk=4096, n_samples=100_000, seconds_per_estimate=1e-3) == 96
-    # Slower than the target for one row: still a whole aligned batch, never zero.
-    assert timing_batch(chunk=4096, n_samples=100_000, seconds_per_estimate=1.0) == 16
-    assert timing_batch(chunk=8, n_samples=100_000, seconds_per_estimate=1.0) == 8
+def test_timing_batch_is_a_chunk_unless_that_would_cost_a_quarter_of_the_run():
+    # Cheap: six calls of a chunk cost less than MIN_TIMING_S, whole chunks (at most n).
+    assert timing_batch(chunk=4096, n_samples=100_000, seconds_per_estimate=1e-6, repeats=5) == 4096
+    assert timing_batch(chunk=4096, n_samples=1000, seconds_per_estimate=1e-6, repeats=5) == 1000
+    # 1 ms per estimate, n = 2000: a 2 s run affords 0.5 s of timing, 83 rows per call for
+    # the warm-up and 5 repeats, rounded down to a multiple of 16.
+    assert timing_batch(chunk=4096, n_samples=2000, seconds_per_estimate=1e-3, repeats=5) == 80
+    # The same pace over n = 10⁵: whole chunks are within a quarter of the run.
+    assert timing_batch(chunk=4096, n_samples=100_000, seconds_per_estimate=1e-3, repeats=5) == 4096
+    # Slower than the budget allows for one aligned batch: still a whole batch, never zero.
+    assert timing_batch(chunk=4096, n_samples=100, seconds_per_estimate=1.0, repeats=5) == 16
+    assert timing_batch(chunk=8, n_samples=100, seconds_per_estimate=1.0, repeats=5) == 8
+
+
+def test_a_pass_of_many_chunks_is_its_own_timing():
+    """Twelve whole chunks of 160 and a partial one: the eleven after the first are the
+    repeats, at no extra cost; a timing guard (a sweep's exclusive lock) times apart."""
+    config = RunConfig(n_samples=2000, chunk_size=160, timing_repeats=3)
+    result = run_pair(GaussianSquare(), Reinforce(), config)
+    assert (result.timing.repeats, result.timing.batch) == (11, 160)
+    guarded = run_pair(GaussianSquare(), Reinforce(), replace(config, timing_guard=nullcontext))
+    assert (guarded.timing.repeats, guarded.timing.batch) == (3, 160)
+    assert guarded.summary.variance == result.summary.variance  # timing draws its own noise
 
 
 class _OneSpike(Estimator):

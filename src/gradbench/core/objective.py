@@ -152,6 +152,13 @@ class Objective(ABC):
         :meth:`reference_gradient`.
         """
 
+    def elements_per_evaluation(self, params: Params) -> int:
+        """Scalars one cost evaluation holds per estimate (its intermediates beside x and θ),
+        for the engine's chunk sizing; by default one draw and θ. An objective whose cost
+        works through data (a likelihood over N rows) says so, or its chunks outgrow the
+        memory budget."""
+        return math.prod(self.distribution(params).event_shape) + ParamLayout.of(params).size
+
     def analytic_term(self, params: Params) -> Tensor | None:
         """h(θ), the part of J outside the expectation (a scalar), or None when there is none."""
         return None

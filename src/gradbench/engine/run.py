@@ -11,7 +11,6 @@ seed per chunk).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -26,7 +25,7 @@ from gradbench.core.params import ParamLayout, Params
 from gradbench.core.seeding import derive_seed
 from gradbench.core.status import Status
 from gradbench.engine.memory import chunk_budget, describe_bytes
-from gradbench.engine.timing import Timing, time_per_sample, timing_warning
+from gradbench.engine.timing import ChunkClock, Timing, time_per_sample, timing_warning
 from gradbench.stats.accumulator import DEFAULT_GROUPS, GradientStatistics
 from gradbench.stats.summary import PER_SAMPLE_COLUMNS, Summary
 
@@ -35,8 +34,10 @@ from gradbench.stats.summary import PER_SAMPLE_COLUMNS, Summary
 ROW_ALIGNMENT = 16
 #: Bytes of temporaries per element of x or θ that one cost evaluation holds (autograd included).
 _BYTES_PER_ELEMENT_FACTOR = 8
-#: Seconds one timed call aims at, at most, when estimates are costly (see timing_batch).
-TIMING_TARGET_S = 0.1
+#: The timing phase costs at most this share of the measuring pass, or MIN_TIMING_S seconds,
+#: whichever is more (see timing_batch).
+TIMING_SHARE = 0.25
+MIN_TIMING_S = 0.015
 #: Below this many usable estimates the variance interval is flagged as unreliable.
 MIN_RELIABLE_SAMPLES = 1000
 
@@ -95,10 +96,10 @@ def choose_chunk_size(
     should be a deliberate choice (``--chunk-size``)."""
     if config.chunk_size is not None:
         return max(1, min(config.chunk_size, config.n_samples))
-    event = math.prod(objective.distribution(params).event_shape)
+    elements = objective.elements_per_evaluation(params)
     grad_dim = ParamLayout.of(params).size
     itemsize = torch.empty((), dtype=config.dtype).element_size()
-    per_estimate = _BYTES_PER_ELEMENT_FACTOR * itemsize * evals_per_sample * (event + grad_dim)
+    per_estimate = _BYTES_PER_ELEMENT_FACTOR * itemsize * evals_per_sample * elements
     per_estimate += 8 * 8 * (grad_dim + 3)  # float64 statistics temporaries
     budget = chunk_budget(config.device, config.memory_budget)
     state = statistics_bytes(grad_dim, config.n_samples)
@@ -124,16 +125,18 @@ def statistics_bytes(grad_dim: int, n_samples: int) -> int:
     return 2 * 8 * groups * (1 + 2 * (grad_dim + PER_SAMPLE_COLUMNS))
 
 
-def timing_batch(chunk: int, n_samples: int, seconds_per_estimate: float) -> int:
-    """Estimates per timed call: a chunk (at most n), or fewer where a chunk of this pair would
-    take more than :data:`TIMING_TARGET_S` by the measuring loop's own pace, rounded down to
-    :data:`ROW_ALIGNMENT` rows. Only costly estimates (finite differences of a large θ) get a
-    smaller batch, whose calls are then long enough to amortise any per-call overhead; the
-    timing stays a fraction of the run instead of 1 + ``timing_repeats`` times it."""
+def timing_batch(chunk: int, n_samples: int, seconds_per_estimate: float, repeats: int) -> int:
+    """Estimates per timed call when the measuring pass cannot be its own timing: a chunk
+    (at most n), or fewer rows where the warm-up and ``repeats`` calls of a chunk would cost
+    more than :data:`TIMING_SHARE` of the measuring pass (and more than
+    :data:`MIN_TIMING_S`), rounded down to :data:`ROW_ALIGNMENT` rows. Cheap pairs are timed
+    on whole chunks, so per-call overhead stays amortised; costly ones (finite differences of
+    a large θ) on batches whose calls are still long."""
     batch = min(chunk, n_samples)
-    if seconds_per_estimate * batch <= TIMING_TARGET_S:
+    budget = max(TIMING_SHARE * seconds_per_estimate * n_samples, MIN_TIMING_S)
+    affordable = int(budget / ((repeats + 1) * seconds_per_estimate))
+    if affordable >= batch:
         return batch
-    affordable = int(TIMING_TARGET_S / seconds_per_estimate)
     return max(min(batch, ROW_ALIGNMENT), affordable - affordable % ROW_ALIGNMENT)
 
 
@@ -190,15 +193,19 @@ def _measure(
         reference.standard_error,
         reference.degrees_of_freedom,
     )
+    clock = ChunkClock(config.device)
     started = time.perf_counter()
     while statistics.added < config.n_samples:
         m = min(chunk, config.n_samples - statistics.added)
         try:
-            statistics.add(estimates(m))
+            with clock.timing(m):
+                chunk_estimates = estimates(m)
+            statistics.add(chunk_estimates)
         except torch.OutOfMemoryError:
             if m == 1:
                 raise
             chunk = max(1, m // 2)
+            clock.forget()
             continue
         if config.on_chunk is not None:
             config.on_chunk(statistics.added)
@@ -210,18 +217,33 @@ def _measure(
             f"all {config.n_samples} estimates of {estimator.name} were NaN or Inf; "
             "try --dtype float64 or other settings (--set)"
         )
-
     if config.timing_repeats > 0:
-        batch = timing_batch(chunk, config.n_samples, seconds_per_estimate)
-        timing_seed = derive_seed(config.seed, objective.name, estimator.name, "timing")
-        timing_generator = torch.Generator(device=config.device).manual_seed(timing_seed)
-
-        def produce() -> Tensor:
-            return estimates(batch, timing_generator)
-
-        with (config.timing_guard or nullcontext)():
-            result.timing = time_per_sample(produce, batch, config.timing_repeats, config.device)
+        result.timing = _timing(clock, estimates, chunk, seconds_per_estimate, config, result)
     result.warnings = _warnings(result.summary, result.timing, result.labels)
+
+
+def _timing(
+    clock: ChunkClock,
+    estimates: Callable[..., Tensor],
+    chunk: int,
+    seconds_per_estimate: float,
+    config: RunConfig,
+    result: RunResult,
+) -> Timing:
+    """The time per estimate: from the measuring pass's own chunks where it has at least
+    ``timing_repeats`` whole chunks after the first (a warm-up), at no extra cost; else from
+    ``timing_repeats`` calls of :func:`timing_batch` estimates on a generator of their own,
+    after a warm-up, inside ``config.timing_guard`` (a sweep's exclusive device lock, which
+    the measuring pass does not hold)."""
+    if config.timing_guard is None and (timing := clock.timing_of(chunk, config.timing_repeats)):
+        return timing
+    batch = timing_batch(chunk, config.n_samples, seconds_per_estimate, config.timing_repeats)
+    timing_seed = derive_seed(config.seed, result.objective.name, result.estimator.name, "timing")
+    timing_generator = torch.Generator(device=config.device).manual_seed(timing_seed)
+    with (config.timing_guard or nullcontext)():
+        return time_per_sample(
+            lambda: estimates(batch, timing_generator), batch, config.timing_repeats, config.device
+        )
 
 
 def _check_output(name: str, estimates: Tensor, shape: tuple[int, int], config: RunConfig) -> None:

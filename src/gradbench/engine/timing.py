@@ -1,10 +1,17 @@
-"""Wall time per estimate: device-synchronised, after warm-up, median over repeats."""
+"""Wall time per estimate: device-synchronised, after warm-up, median over repeats.
+
+Repeats come from the measuring pass itself where it has enough chunks (:class:`ChunkClock`:
+the estimates' call of each chunk, timed with ``perf_counter`` on the CPU and with CUDA events
+on a GPU, so the loop never waits for the device), or from repeated calls of a batch
+(:func:`time_per_sample`).
+"""
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -70,6 +77,53 @@ def time_per_sample(
         batch=batch,
         below_resolution=min(walls) < MIN_TICKS * resolution,
     )
+
+
+class ChunkClock:
+    """The time of each chunk's estimates in a measuring pass, read only after the pass."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._chunks: list[tuple[int, object, object]] = []  # rows, start, stop
+
+    @contextmanager
+    def timing(self, rows: int) -> Iterator[None]:
+        """Time the block (the estimates of one chunk of ``rows``)."""
+        if self.device.type == "cuda":
+            start, stop = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+            start.record()
+            yield
+            stop.record()
+        else:
+            start = time.perf_counter()
+            yield
+            stop = time.perf_counter()
+        self._chunks.append((rows, start, stop))
+
+    def forget(self) -> None:
+        """Drop what was timed (a chunk size that did not fit changes the calls)."""
+        self._chunks.clear()
+
+    def timing_of(self, chunk: int, repeats: int) -> Timing | None:
+        """Median, fastest and slowest seconds per estimate over the whole chunks of ``chunk``
+        rows after the first (the warm-up), or None with fewer than ``repeats`` of them."""
+        whole = [(start, stop) for rows, start, stop in self._chunks[1:] if rows == chunk]
+        if len(whole) < max(repeats, 1):
+            return None
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # once, after the pass
+            walls = [start.elapsed_time(stop) / 1000 for start, stop in whole]  # type: ignore[attr-defined]
+        else:
+            walls = [stop - start for start, stop in whole]  # type: ignore[operator]
+        resolution = time.get_clock_info("perf_counter").resolution
+        return Timing(
+            per_sample_s=statistics.median(walls) / chunk,
+            min_per_sample_s=min(walls) / chunk,
+            max_per_sample_s=max(walls) / chunk,
+            repeats=len(walls),
+            batch=chunk,
+            below_resolution=min(walls) < MIN_TICKS * resolution,
+        )
 
 
 def timing_warning(timing: Timing) -> str:

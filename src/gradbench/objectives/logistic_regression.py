@@ -30,6 +30,7 @@ from functools import cache
 
 import torch
 from torch import Tensor
+from torch.optim.adam import adam
 
 from gradbench.analysis.quadrature import Rule, hermite_rule, normal_rule
 from gradbench.core.device_copies import on_device_of
@@ -66,6 +67,11 @@ class BayesianLogisticRegression(DiagonalGaussian):
     def expected_cost(self, params: Params) -> Tensor:
         return expected_log_likelihood(params["mu"], params["sigma"]) + self.analytic_term(params)
 
+    def elements_per_evaluation(self, params: Params) -> int:
+        """The weights and θ, and the margins of the 569 rows with their log-sigmoids."""
+        rows = breast_cancer()[0].shape[0]
+        return super().elements_per_evaluation(params) + 2 * rows
+
     def analytic_term(self, params: Params) -> Tensor:
         """−KL(N(μ, σ²) ‖ N(0, τ²)) = Σ_j log(σ_j/τ) − (σ_j² + μ_j²)/(2τ²) + ½."""
         tau = self.setting("prior_scale")
@@ -95,15 +101,25 @@ def _data(like: Tensor) -> tuple[Tensor, Tensor]:
 def _warm_start(prior_scale: float, steps: int) -> tuple[Tensor, Tensor]:
     """(μ, σ) after ``steps`` of Adam on the exact ELBO from the prior, float64 ``[31]`` each."""
     dim = breast_cancer()[0].shape[1]
-    mu = torch.zeros(dim, dtype=torch.float64, requires_grad=True)
-    log_sigma = torch.full((dim,), math.log(prior_scale), dtype=torch.float64, requires_grad=True)
-    optimiser = torch.optim.Adam([mu, log_sigma], lr=WARMUP_LEARNING_RATE)
+    mu = torch.zeros(dim, dtype=torch.float64)
+    log_sigma = torch.full((dim,), math.log(prior_scale), dtype=torch.float64)
     objective = BayesianLogisticRegression(prior_scale=prior_scale, warmup=0)
     rule = hermite_rule(WARMUP_NODES)
+    moments = [torch.zeros(dim, dtype=torch.float64) for _ in range(4)]
+    counts = [torch.tensor(0.0), torch.tensor(0.0)]
     for _ in range(steps):
-        optimiser.zero_grad()
+        leaves = [mu.requires_grad_(), log_sigma.requires_grad_()]
         params = {"mu": mu, "sigma": log_sigma.exp()}
         elbo = expected_log_likelihood(mu, params["sigma"], rule) + objective.analytic_term(params)
-        (-elbo).backward()
-        optimiser.step()
-    return mu.detach(), log_sigma.detach().exp()
+        grads = torch.autograd.grad(-elbo, leaves)
+        with torch.no_grad():
+            mu, log_sigma = mu.detach(), log_sigma.detach()
+            # torch's own Adam update, in its functional form: torch.optim.Adam's object
+            # would import torch._dynamo (a second of start-up) for the same numbers.
+            adam(
+                [mu, log_sigma], list(grads), moments[:2], moments[2:], [], counts,
+                foreach=False, capturable=False, differentiable=False, fused=None,
+                grad_scale=None, found_inf=None, has_complex=False, amsgrad=False, beta1=0.9,
+                beta2=0.999, lr=WARMUP_LEARNING_RATE, weight_decay=0.0, eps=1e-8, maximize=False,
+            )  # fmt: skip
+    return mu, log_sigma.exp()
