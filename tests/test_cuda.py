@@ -1,0 +1,83 @@
+"""The engine on a GPU (marked ``cuda``; every test skips cleanly without CUDA).
+
+The sampling loop must never wait for the device: under
+``torch.cuda.set_sync_debug_mode("error")`` any synchronising call inside it raises. The loop
+is run here with timing from its own chunks (CUDA events, read after the pass) and with the
+statistics on the device; the one read-back is the summary after the loop.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gradbench.engine.run import RunConfig, run_pair
+from gradbench.estimators.reinforce import Reinforce
+from gradbench.estimators.reparam import Reparam
+from gradbench.objectives.bernoulli import BernoulliToy
+from gradbench.objectives.gaussian import GaussianSquare
+from gradbench.stats.accumulator import GradientStatistics
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_statistics_loop_does_not_synchronise(dtype):
+    device = torch.device("cuda")
+    reference = torch.ones(8, dtype=torch.float64, device=device)
+    statistics = GradientStatistics(reference, 40_000)
+    chunks = [torch.randn(4096, 8, device=device, dtype=dtype) for _ in range(9)]
+    chunks.append(torch.randn(40_000 - 9 * 4096, 8, device=device, dtype=dtype))
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for chunk in chunks:
+            statistics.add(chunk)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    summary = statistics.summary()
+    assert summary.n_used == 40_000
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_same_seed_repeats_its_numbers_on_the_device(dtype):
+    config = RunConfig(n_samples=50_000, device=torch.device("cuda"), dtype=dtype, chunk_size=4096)
+    for objective, estimator in ((GaussianSquare(dim=4), Reparam()), (BernoulliToy(), Reinforce())):
+        first, second = (run_pair(objective, estimator, config) for _ in range(2))
+        assert first.status == "ok", first.reason
+        assert first.summary.variance == second.summary.variance
+        assert torch.equal(first.summary.mean, second.summary.mean)
+        assert first.timing.repeats >= config.timing_repeats  # from the pass's own chunks
+
+
+def test_out_of_memory_halves_the_chunk():
+    """The device allows this process 256 MiB; a chunk of 2^20 estimates of 64 coordinates
+    needs several GiB: the engine halves the chunk until it fits, and the run completes."""
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.empty_cache()
+    torch.cuda.set_per_process_memory_fraction(256 * 2**20 / total)
+    try:
+        rows = 2**20
+        config = RunConfig(
+            n_samples=rows, device=torch.device("cuda"), chunk_size=rows, timing_repeats=0
+        )
+        result = run_pair(GaussianSquare(dim=32), Reparam(), config)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+        torch.cuda.empty_cache()
+    assert result.status == "ok", result.reason
+    assert result.chunk_size < rows
+
+
+def test_chunks_are_sized_from_the_free_device_memory():
+    """Without a chunk size, the chunk fits the CUDA budget, capped by half the free memory."""
+    from gradbench.engine.memory import chunk_budget
+
+    free, _ = torch.cuda.mem_get_info()
+    assert chunk_budget(torch.device("cuda")) <= max(1, int(free * 0.5))
+    config = RunConfig(n_samples=100_000, device=torch.device("cuda"), timing_repeats=0)
+    result = run_pair(GaussianSquare(dim=16), Reparam(), config)
+    assert result.status == "ok" and result.chunk_size % 16 == 0
