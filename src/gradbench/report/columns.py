@@ -17,9 +17,7 @@ import pandas as pd
 from gradbench.core.errors import InputError, did_you_mean
 from gradbench.records.comparison import COLUMNS
 from gradbench.records.stored import VARIABLE_PREFIXES
-from gradbench.report.format import bias_verdict, duration, number, with_se
-
-BEST_MARK = "★"
+from gradbench.report.format import BEST_MARK, bias_verdict, duration, number, with_se
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from rich.text import Text
 
 from gradbench.core.status import Status
 from gradbench.records.ranking import BIAS_SIGNIFICANCE, is_candidate, timing_is_stable
-from gradbench.report.columns import BEST_MARK, DEFAULT_COLUMNS, Column, check_names, columns
-from gradbench.report.format import number, objective_labels, sample_counts
+from gradbench.report.columns import DEFAULT_COLUMNS, Column, check_names, columns
+from gradbench.report.format import BEST_MARK, BEST_RULE, number, objective_labels, sample_counts
 
 
 @dataclass
@@ -154,8 +154,7 @@ def _ratio(value: float) -> str:
 CAPTION = (
     "variance: trace of the covariance of one estimate [95% interval]. bias: n.s. = not"
     f" distinguishable from zero (Bonferroni p ≥ {BIAS_SIGNIFICANCE:g}). work×var = variance ×"
-    " seconds per estimate, the variance at equal compute: lower is better. ★ lowest work×var"
-    " among estimators unbiased by design without significant bias, and any within its noise."
+    f" seconds per estimate, the variance at equal compute: lower is better. {BEST_RULE}."
     " --wide shows every column; the CSV and JSON hold every number."
 )
 

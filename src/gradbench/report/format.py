@@ -9,6 +9,13 @@ import pandas as pd
 
 from gradbench.records.ranking import bias_is_significant, configuration
 
+BEST_MARK = "★"
+#: What the ★ means, in every view's caption (records.ranking decides it).
+BEST_RULE = (
+    f"{BEST_MARK} lowest work×variance (variance × seconds per estimate) among estimators"
+    " unbiased by design without significant bias, and any not distinguishable from it"
+)
+
 
 def number(value: float) -> str:
     """Three significant figures with a short exponent (``1.69e6``, ``4.2e-8``); ``—`` for

@@ -12,6 +12,8 @@ from gradbench.engine.timing import UNSTABLE
 from gradbench.records.comparison import WARNING_SEPARATOR
 from gradbench.records.ranking import BIAS_SIGNIFICANCE
 from gradbench.report.format import (
+    BEST_MARK,
+    BEST_RULE,
     bias_cell,
     duration,
     number,
@@ -33,9 +35,6 @@ HEADERS = (
     "time/estimate",
     "work×variance",
 )
-
-
-BEST_MARK = "★"
 
 
 def cells(row: dict) -> list[str]:
@@ -89,9 +88,7 @@ def caption(table: pd.DataFrame) -> str:
         "MSE, cosine, sign error: per estimate, ± standard error. evals×variance: variance at "
         "equal cost-function evaluations. (skipped): the objective lacks what they require "
         "(reasons in the CSV). "
-        f"{BEST_MARK} lowest work×variance (variance × seconds per estimate) among unbiased "
-        "estimators without significant bias, and any not distinguishable from it; biased "
-        "ones compare on MSE."
+        f"{BEST_RULE}; biased ones compare on MSE."
     )
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 from gradbench.core.status import Status
 from gradbench.records.ranking import BIAS_SIGNIFICANCE
 from gradbench.report.figure.model import Row
-from gradbench.report.tables import BEST_MARK
+from gradbench.report.format import BEST_RULE
 
 
 def band_coverage(rows: list[Row]) -> tuple[int, int]:
@@ -77,8 +77,7 @@ def figure_caption(
         )
         parts.append(
             "Work×variance: variance × median seconds per estimate, what the table ranks by;"
-            f" band: {work_band}. {BEST_MARK} lowest work×variance among unbiased estimators"
-            " without significant bias, and any not distinguishable from it"
+            f" band: {work_band}. {BEST_RULE}"
             + (f" (in each of the {replicates} replicates)" if replicates > 1 else "")
             + "."
         )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradbench.report.tables import BEST_MARK
+from gradbench.report.format import BEST_MARK
 
 #: The panel of the total variance (the trace), as opposed to one coordinate's (``mu[0]``).
 TRACE_PANEL = "(trace)"
