@@ -191,3 +191,19 @@ def test_vae_gaussian_reference_has_its_standard_error_in_the_bias_test():
         result.summary.bias_se, torch.sqrt(run_se**2 + reference.standard_error**2)
     )
     assert result.summary.bias_p >= ALPHA
+
+
+def test_the_bundled_data_are_scikit_learns():
+    """Read without importing scikit-learn, the files equal what its loaders return."""
+    from sklearn.datasets import load_breast_cancer, load_digits
+
+    from gradbench.objectives.datasets import binary_digits, breast_cancer
+
+    features, labels = breast_cancer()
+    cancer = load_breast_cancer()
+    raw = torch.from_numpy(cancer.data)
+    standardised = (raw - raw.mean(0)) / raw.std(0, correction=0)
+    torch.testing.assert_close(features[:, :-1], standardised, rtol=0, atol=0)
+    assert torch.equal(labels, torch.from_numpy(cancer.target).double() * 2 - 1)
+    digits = torch.from_numpy(load_digits().data)
+    assert torch.equal(binary_digits(), (digits >= 8).double())

@@ -241,26 +241,24 @@ def _raw(value: object) -> object:
 
 
 def _detail_rows(result: RunResult) -> list[dict]:
+    """One row per coordinate of θ, its columns read off the summary's ``[P]`` tensors."""
     summary = result.summary
     if summary is None:
         return []
     low, high = summary.coordinate_variance_ci
-    bias = summary.bias
-    rows = []
-    for j, label in enumerate(result.labels):
-        rows.append(
-            {
-                "objective": result.objective.name,
-                "estimator": result.estimator.name,
-                "param": label,
-                "true_grad": float(summary.reference[j]),
-                "mean_grad": float(summary.mean[j]),
-                "bias": float(bias[j]),
-                "bias_se": float(summary.bias_se[j]),
-                "bias_z": float(summary.bias_z[j]),
-                "variance": float(summary.coordinate_variance[j]),
-                "variance_ci_low": float(low[j]),
-                "variance_ci_high": float(high[j]),
-            }
-        )
-    return rows
+    columns = {
+        "true_grad": summary.reference,
+        "mean_grad": summary.mean,
+        "bias": summary.bias,
+        "bias_se": summary.bias_se,
+        "bias_z": summary.bias_z,
+        "variance": summary.coordinate_variance,
+        "variance_ci_low": low,
+        "variance_ci_high": high,
+    }
+    values = {name: column.double().tolist() for name, column in columns.items()}
+    pair = {"objective": result.objective.name, "estimator": result.estimator.name}
+    return [
+        {**pair, "param": label, **{name: values[name][j] for name in columns}}
+        for j, label in enumerate(result.labels)
+    ]
