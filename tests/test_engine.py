@@ -16,6 +16,7 @@ from gradbench.core.estimator import Estimator
 from gradbench.engine.run import RunConfig, choose_chunk_size, derive_seed, run_pair, timing_batch
 from gradbench.engine.timing import UNSTABLE
 from gradbench.estimators.reinforce import Reinforce
+from gradbench.estimators.reparam import Reparam
 from gradbench.objectives.gaussian import GaussianSquare
 from gradbench.records.comparison import WARNING_SEPARATOR
 
@@ -273,11 +274,11 @@ def test_timing_batch_is_a_chunk_unless_that_would_cost_a_quarter_of_the_run():
 
 
 def test_a_pass_of_many_chunks_is_its_own_timing():
-    """Twelve whole chunks of 160 and a partial one: the eleven after the first are the
-    repeats, at no extra cost; a timing guard (a sweep's exclusive lock) times apart."""
+    """Twelve whole chunks of 160 and a partial one: three of the eleven after the first are
+    the repeats, at no extra cost; a timing guard (a sweep's exclusive lock) times apart."""
     config = RunConfig(n_samples=2000, chunk_size=160, timing_repeats=3)
     result = run_pair(GaussianSquare(), Reinforce(), config)
-    assert (result.timing.repeats, result.timing.batch) == (11, 160)
+    assert (result.timing.repeats, result.timing.batch) == (3, 160)
     guarded = run_pair(GaussianSquare(), Reinforce(), replace(config, timing_guard=nullcontext))
     assert (guarded.timing.repeats, guarded.timing.batch) == (3, 160)
     assert guarded.summary.variance == result.summary.variance  # timing draws its own noise
@@ -302,3 +303,31 @@ def test_an_interval_one_group_dominates_gets_a_warning_that_says_what_to_do():
     assert result.status == "ok", result.reason
     wild = [note for note in result.warnings if "one group of estimates dominates" in note]
     assert len(wild) == 1 and "mu[0]" in wild[0] and "--samples" in wild[0]
+
+
+class _OutOfMemoryAbove(Estimator):
+    """The pathwise rule, raising CUDA's out-of-memory error for chunks above a size."""
+
+    name = "oom-above"
+    description = "reparam that runs out of memory above 64 rows"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = Reparam()
+
+    def estimate(self, objective, params, n, generator):
+        if n > 64:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.inner.estimate(objective, params, n, generator)
+
+
+def test_out_of_memory_halves_the_chunk_and_the_run_is_that_of_its_chunk_size():
+    """Chunks of 1000 run out of memory down to 496, 240, 112 and 48 rows (halved, multiples
+    of 16); the pass starts again each time, so the numbers equal a run with chunks of 48."""
+    config = RunConfig(n_samples=3000, chunk_size=1000, timing_repeats=0)
+    result = run_pair(GaussianSquare(dim=2), _OutOfMemoryAbove(), config)
+    assert result.status == "ok", result.reason
+    assert result.chunk_size == 48
+    direct = run_pair(GaussianSquare(dim=2), _OutOfMemoryAbove(), replace(config, chunk_size=48))
+    assert result.summary.variance == direct.summary.variance
+    assert torch.equal(result.summary.mean, direct.summary.mean)

@@ -290,6 +290,33 @@ def test_the_gpu_path_sums_equal_the_cpu_path_sums():
         torch.testing.assert_close(by_index, by_product, rtol=1e-12, atol=1e-12)
 
 
+def test_non_finite_rows_leave_the_gpu_path_statistics_defined(monkeypatch):
+    """With the one-hot product forced on the CPU, NaN and ∞ rows are counted and left out
+    exactly as on the index_add_ path."""
+    from gradbench.stats import accumulator
+
+    generator = torch.Generator().manual_seed(8)
+    g = torch.randn(1000, 3, generator=generator, dtype=torch.float64)
+    g[17, 1], g[400, 0] = math.nan, math.inf
+    reference = torch.tensor([0.1, -0.2, 0.3], dtype=torch.float64)
+    on_cpu = streamed(g, reference, [256] * 3 + [232], groups=16)
+    monkeypatch.setattr(accumulator, "adds_by_index", lambda device: False)
+    forced = streamed(g, reference, [256] * 3 + [232], groups=16)
+    assert forced.n_nonfinite == on_cpu.n_nonfinite == 2
+    for column in ("variance", "mse", "cosine", "sign_error", "bias_norm"):
+        assert math.isfinite(getattr(forced, column)), column
+        assert getattr(forced, column) == pytest.approx(getattr(on_cpu, column), rel=1e-12)
+
+
+def test_the_mse_of_a_near_exact_estimator_keeps_its_digits():
+    """g* large, the estimates within 1e-15 of it: ‖g − g*‖² from the difference itself."""
+    generator = torch.Generator().manual_seed(2)
+    reference = torch.tensor([3.0, -7.0, 1e6], dtype=torch.float64)
+    g = reference * (1 + 1e-15 * torch.randn(4000, 3, generator=generator, dtype=torch.float64))
+    summary = streamed(g, reference, [1000] * 4)
+    assert summary.mse == pytest.approx(float(((g - reference) ** 2).sum(1).mean()), rel=1e-9)
+
+
 def test_statistics_equal_the_values_stored_before_the_fused_accumulator():
     """The statistical columns of a fixed set of seeded runs equal those the code before the
     fused accumulator computed (tests/data/statistics_before_fusion.json, written by that

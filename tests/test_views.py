@@ -95,6 +95,21 @@ def test_no_star_rests_on_an_unstable_timing_or_on_too_few_estimates():
     assert not any(r["best"] for r in rows)
 
 
+def test_rows_ranked_alone_are_ranked_again_together():
+    """A sweep's tasks each rank one pair, so every candidate arrives with best=True; ranked
+    together, only the leader keeps it."""
+    rows = [row("fast", 1.0, 1e-7, best=True), row("slow", 1.0, 1e-5, best=True)]
+    mark_best(rows)
+    assert [r["best"] for r in rows] == [True, False]
+
+
+def test_a_row_without_n_used_is_no_candidate():
+    """A saved table from before n_used existed reads it as undefined: no ★, no error."""
+    rows = [row("fast", 1.0, 1e-7, n_used=None), row("slow", 1.0, 1e-6, n_used=NAN)]
+    mark_best(rows)
+    assert not any(r["best"] for r in rows)
+
+
 def test_best_is_decided_per_configuration_and_configurations_are_labelled():
     rows = [
         row("a", 1.0, 1e-7, setting_k=1.0),

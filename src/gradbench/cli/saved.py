@@ -102,11 +102,16 @@ def report(
     settings, options, sweep axes and replicate), as pytest-benchmark compare does."""
     try:
         view = ViewOptions(options.column_names(columns), wide, sort)
+        if other is not None and view != ViewOptions():
+            raise InputError(
+                "--columns, --wide and --sort choose the view of one result; the comparison of"
+                " two (RESULTS RESULTS_B) has its own columns"
+            )
         check_output(markdown, "--markdown", overwrite)
         first = read_result(results)
         difference = None if other is None else compare_results(first, read_result(other))
-        shown = terminal_view(first.table, view) if markdown is None else None
-        text = markdown_view(first.table, view) if markdown is not None else ""
+        shown = terminal_view(first.table, view) if markdown is None and other is None else None
+        text = markdown_view(first.table, view) if markdown is not None and other is None else ""
     except InputError as problem:
         error(str(problem))
         raise typer.Exit(USAGE_ERROR) from None

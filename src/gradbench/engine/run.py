@@ -101,6 +101,8 @@ def choose_chunk_size(
     itemsize = torch.empty((), dtype=config.dtype).element_size()
     per_estimate = _BYTES_PER_ELEMENT_FACTOR * itemsize * evals_per_sample * elements
     per_estimate += 8 * 8 * (grad_dim + 3)  # float64 statistics temporaries
+    if config.device.type != "cpu":  # the one-hot group matrix of the GPU path, bool and float64
+        per_estimate += 9 * (DEFAULT_GROUPS + 1)
     budget = chunk_budget(config.device, config.memory_budget)
     state = statistics_bytes(grad_dim, config.n_samples)
     rows = (budget - state) // per_estimate
@@ -116,6 +118,12 @@ def choose_chunk_size(
     if rows >= ROW_ALIGNMENT:
         rows -= rows % ROW_ALIGNMENT
     return max(1, min(config.n_samples, rows))
+
+
+def _halved(rows: int) -> int:
+    """Half a chunk that did not fit, a multiple of :data:`ROW_ALIGNMENT` while it can be."""
+    half = rows // 2
+    return max(1, half - half % ROW_ALIGNMENT if half >= ROW_ALIGNMENT else half)
 
 
 def statistics_bytes(grad_dim: int, n_samples: int) -> int:
@@ -187,13 +195,17 @@ def _measure(
         _check_output(estimator.name, g, (m, result.grad_dim), config)
         return g if offset is None else g + offset
 
-    statistics = GradientStatistics(
-        reference.gradient.to(config.device),
-        config.n_samples,
-        reference.standard_error,
-        reference.degrees_of_freedom,
-    )
+    def fresh_statistics() -> GradientStatistics:
+        return GradientStatistics(
+            reference.gradient.to(config.device),
+            config.n_samples,
+            reference.standard_error,
+            reference.degrees_of_freedom,
+        )
+
+    statistics = fresh_statistics()
     clock = ChunkClock(config.device)
+    initial = generator.get_state()
     started = time.perf_counter()
     while statistics.added < config.n_samples:
         m = min(chunk, config.n_samples - statistics.added)
@@ -201,11 +213,16 @@ def _measure(
             with clock.timing(m):
                 chunk_estimates = estimates(m)
             statistics.add(chunk_estimates)
-        except torch.OutOfMemoryError:
+        except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError from torch 2.5 on
             if m == 1:
                 raise
-            chunk = max(1, m // 2)
+            # Start the pass again with half the chunk, from the generator's first state: the
+            # run then is the one its recorded chunk size makes (out of memory comes early).
+            chunk_estimates = None  # let the failed chunk's memory go before the retry
+            chunk, statistics = _halved(m), fresh_statistics()
+            generator.set_state(initial)
             clock.forget()
+            started = time.perf_counter()
             continue
         if config.on_chunk is not None:
             config.on_chunk(statistics.added)

@@ -68,15 +68,7 @@ def time_per_sample(
         produce()
         synchronize(device)
         walls.append(time.perf_counter() - start)
-    resolution = time.get_clock_info("perf_counter").resolution
-    return Timing(
-        per_sample_s=statistics.median(walls) / batch,
-        min_per_sample_s=min(walls) / batch,
-        max_per_sample_s=max(walls) / batch,
-        repeats=repeats,
-        batch=batch,
-        below_resolution=min(walls) < MIN_TICKS * resolution,
-    )
+    return timing_of_walls(walls, batch)
 
 
 class ChunkClock:
@@ -105,25 +97,34 @@ class ChunkClock:
         self._chunks.clear()
 
     def timing_of(self, chunk: int, repeats: int) -> Timing | None:
-        """Median, fastest and slowest seconds per estimate over the whole chunks of ``chunk``
-        rows after the first (the warm-up), or None with fewer than ``repeats`` of them."""
+        """Median, fastest and slowest seconds per estimate over ``repeats`` whole chunks of
+        ``chunk`` rows, evenly spaced over the pass after its first (the warm-up); None with
+        fewer. A fixed number of repeats keeps the fastest and slowest comparable with those
+        of :func:`time_per_sample` (more repeats would widen the range by themselves)."""
         whole = [(start, stop) for rows, start, stop in self._chunks[1:] if rows == chunk]
         if len(whole) < max(repeats, 1):
             return None
+        step = (len(whole) - 1) / max(repeats - 1, 1)
+        chosen = [whole[round(i * step)] for i in range(repeats)]
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # once, after the pass
-            walls = [start.elapsed_time(stop) / 1000 for start, stop in whole]  # type: ignore[attr-defined]
-        else:
-            walls = [stop - start for start, stop in whole]  # type: ignore[operator]
-        resolution = time.get_clock_info("perf_counter").resolution
-        return Timing(
-            per_sample_s=statistics.median(walls) / chunk,
-            min_per_sample_s=min(walls) / chunk,
-            max_per_sample_s=max(walls) / chunk,
-            repeats=len(walls),
-            batch=chunk,
-            below_resolution=min(walls) < MIN_TICKS * resolution,
-        )
+            walls = [start.elapsed_time(stop) / 1000 for start, stop in chosen]  # type: ignore[attr-defined]
+            return timing_of_walls(walls, chunk, resolution=1e-6)  # events: 0.5 µs
+        return timing_of_walls([stop - start for start, stop in chosen], chunk)  # type: ignore[operator]
+
+
+def timing_of_walls(walls: list[float], batch: int, resolution: float | None = None) -> Timing:
+    """The :class:`Timing` of calls of ``batch`` estimates that took ``walls`` seconds each;
+    ``resolution`` of the clock (default: ``perf_counter``'s)."""
+    tick = time.get_clock_info("perf_counter").resolution if resolution is None else resolution
+    return Timing(
+        per_sample_s=statistics.median(walls) / batch,
+        min_per_sample_s=min(walls) / batch,
+        max_per_sample_s=max(walls) / batch,
+        repeats=len(walls),
+        batch=batch,
+        below_resolution=min(walls) < MIN_TICKS * tick,
+    )
 
 
 def timing_warning(timing: Timing) -> str:

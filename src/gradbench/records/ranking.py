@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
+
 from gradbench.core.status import Status
 from gradbench.engine.run import MIN_RELIABLE_SAMPLES
 from gradbench.engine.timing import instability
@@ -58,7 +60,8 @@ def is_candidate(row: dict) -> bool:
     """Whether a row competes for the ★: measured and timed, unbiased by design, no
     significant bias, and at least the reliable number of estimates."""
     measured = row["status"] == Status.OK and not math.isnan(row["work_variance"])
-    reliable = measured and row["n_used"] >= MIN_RELIABLE_SAMPLES
+    used = row.get("n_used")
+    reliable = measured and not pd.isna(used) and used >= MIN_RELIABLE_SAMPLES
     return reliable and row["declared_unbiased"] and not bias_is_significant(row)
 
 
@@ -71,6 +74,7 @@ def mark_best(rows: list[dict]) -> None:
     ranking is then undecided."""
     by_configuration: dict[tuple, list[dict]] = {}
     for row in rows:
+        row["best"] = False  # a sweep re-ranks rows that each task ranked alone
         if is_candidate(row):
             by_configuration.setdefault(configuration(row), []).append(row)
     for candidates in by_configuration.values():

@@ -6,7 +6,7 @@ other candidates for it by work×variance (variance × seconds per estimate, low
 then the rest — with the chosen columns (default :data:`~gradbench.report.columns.
 DEFAULT_COLUMNS`), the skipped and failed estimators in a line each, and one verdict line::
 
-    ★ reparam: lowest work×variance; at equal time reinforce is 60× noisier, rloo 3.2×
+    ★ reparam: lowest work×variance; at equal cost reinforce is 60× noisier, rloo 3.2×
 
 ``--wide`` (:mod:`gradbench.report.tables`) shows every column instead; the CSV and JSON hold
 every number whatever is displayed.
@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gradbench.core.status import Status
+from gradbench.engine.run import MIN_RELIABLE_SAMPLES
 from gradbench.records.ranking import BIAS_SIGNIFICANCE, is_candidate, timing_is_stable
 from gradbench.report.columns import DEFAULT_COLUMNS, Column, check_names, columns
 from gradbench.report.format import BEST_MARK, BEST_RULE, number, objective_labels, sample_counts
@@ -108,6 +109,7 @@ def verdict(rows: Sequence[dict]) -> str:
     (their work×variance over the leader's), or why no ★ is awarded."""
     best = [row for row in rows if row["best"]]
     candidates = [row for row in rows if is_candidate(row)]
+    unstable = [row["estimator"] for row in candidates if not timing_is_stable(row)]
     if best:
         leader = min(best, key=lambda row: row["work_variance"])
         names = ", ".join(row["estimator"] for row in best)
@@ -126,7 +128,6 @@ def verdict(rows: Sequence[dict]) -> str:
             (name, ratio), rest = ratios[0], ratios[1:]
             line += f"; at equal cost {name} is {ratio} noisier"
             line += "".join(f", {other} {times}" for other, times in rest)
-        unstable = [row["estimator"] for row in candidates if not timing_is_stable(row)]
         if unstable:
             line += f"; timing unstable: {', '.join(unstable)}"
         return line
@@ -135,9 +136,9 @@ def verdict(rows: Sequence[dict]) -> str:
     if not candidates:
         return (
             f"no {BEST_MARK}: no estimator that is unbiased by design, without significant bias"
-            f" (p ≥ {BIAS_SIGNIFICANCE:g}), timed, and with at least 1000 estimates"
+            f" (p ≥ {BIAS_SIGNIFICANCE:g}), timed, and with at least {MIN_RELIABLE_SAMPLES}"
+            " estimates"
         )
-    unstable = [row["estimator"] for row in candidates if not timing_is_stable(row)]
     return (
         f"no {BEST_MARK}: the timing of {', '.join(unstable)} is unstable and could change the"
         " ranking (see the warnings)"

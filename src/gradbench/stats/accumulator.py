@@ -60,9 +60,9 @@ class GradientStatistics:
     def add(self, estimates: Tensor) -> None:
         """Fold the next chunk of estimates ``[m, P]`` (samples ``added … added + m − 1``).
 
-        One float64 copy of the chunk, shifted in place; per-sample columns from two dot
-        products and the row norms of the shifted values; per-group sums of the values and
-        of their squares; then a Chan merge of all G groups at once. Nothing is read back to
+        One float64 buffer of the chunk: the per-sample columns, then the values shifted;
+        per-group sums of the values and of their squares; then a Chan merge of all G groups
+        at once. Nothing is read back to
         the host. The state changes only when the whole chunk is folded, so a chunk that
         fails (out of memory, say) can be retried.
         """
@@ -71,10 +71,15 @@ class GradientStatistics:
             raise ValueError(f"more than n_total={self.n_total} estimates added")
         first = self.added == 0
         values, finite, shift = self._shifted_values(estimates, first)
-        # Rows with a NaN or ∞ go to a spare group G, which is dropped: no pass to mask them.
+        # Rows with a NaN or ∞ go to a spare group G, which is dropped: index_add_ then needs
+        # no pass to mask them. The one-hot product multiplies every row (0·NaN = NaN), so on
+        # a GPU they are zeroed first.
         ids = torch.where(finite, self._group_ids(m, values.device), self.groups)
-        sums = index_sums if values.device.type == "cpu" else onehot_sums
-        count, total, squares = sums(values, ids, self.groups + 1)
+        if adds_by_index(values.device):
+            count, total, squares = index_sums(values, ids, self.groups + 1)
+        else:
+            values.masked_fill_(~finite.unsqueeze(1), 0.0)
+            count, total, squares = onehot_sums(values, ids, self.groups + 1)
         count, total, squares = count[:-1], total[:-1], squares[:-1]
         mean = total / count.clamp(min=1)
         # Σd² − n·mean² of values already shifted by a sample: no cancellation to speak of.
@@ -91,8 +96,9 @@ class GradientStatistics:
         and 1[g_i · g* < 0], each less its first value; the rows that are finite ``[m]``; and
         the shift ``[P + 3]`` (the first chunk's first row, 0 where it is not finite).
 
-        g·g* and ‖g‖ are taken from g itself (an estimate of exactly 0 has g·g* = 0 exactly);
-        ‖g − g*‖² without another [m, P] temporary, as ‖d‖² + 2 d·(s − g*) + ‖s − g*‖²."""
+        Each column from its own difference, never by expanding a square: g·g* and ‖g‖ from
+        g (an estimate of exactly 0 has g·g* = 0 exactly), ‖g − g*‖² from g − g*, d from g − s
+        (exact for the estimates near the shift), in one [m, P] buffer."""
         m, width = estimates.shape
         ref = self.reference
         values = torch.empty(
@@ -101,13 +107,11 @@ class GradientStatistics:
         d = values[:, :width]
         d.copy_(estimates)
         s = torch.where(d[0].isfinite(), d[0], 0.0) if first else self.shift[:width]
-        offset = s - ref
-        dot, along = (d @ torch.stack([ref, offset], dim=1)).unbind(1)  # g·g*, g·(s − g*)
+        dot = d @ ref
         norm = torch.linalg.vector_norm(d, dim=1) * torch.linalg.vector_norm(ref)
-        d.sub_(s)
-        squared = torch.linalg.vector_norm(d, dim=1).square()
-        # d·(s − g*) = g·(s − g*) − s·(s − g*)
-        values[:, width + SQUARED_ERROR] = squared + 2 * (along - s @ offset) + offset @ offset
+        squared = torch.linalg.vector_norm(d.sub_(ref), dim=1).square()  # ‖g − g*‖²
+        torch.sub(estimates, s, out=d)
+        values[:, width + SQUARED_ERROR] = squared
         values[:, width + COSINE] = torch.where(norm > 0, dot / norm, 0.0)
         values[:, width + SIGN_ERROR] = dot < 0
         extra = values[:, width:]
@@ -117,7 +121,8 @@ class GradientStatistics:
         else:
             shift = self.shift
         extra.sub_(shift[width:])
-        # ‖d‖² is NaN or ∞ when a coordinate is (or its square overflows float64: |d| > 1e154).
+        # ‖g − g*‖² is NaN or ∞ when a coordinate is (or its square overflows float64, for
+        # estimates more than ~1e154 from g*).
         return values, squared.isfinite(), shift
 
     def _group_ids(self, m: int, device: torch.device) -> Tensor:
@@ -141,6 +146,11 @@ class GradientStatistics:
             self.reference_se,
             self.reference_df,
         )
+
+
+def adds_by_index(device: torch.device) -> bool:
+    """Whether group sums on ``device`` use ``index_add_`` (deterministic on the CPU only)."""
+    return device.type == "cpu"
 
 
 def index_sums(values: Tensor, ids: Tensor, groups: int) -> tuple[Tensor, Tensor, Tensor]:
