@@ -352,3 +352,14 @@ def test_statistics_equal_the_values_stored_before_the_fused_accumulator():
                 assert not math.isfinite(row[column]), column
             else:
                 assert row[column] == pytest.approx(value, rel=1e-9, abs=1e-300), column
+
+
+def test_a_non_finite_first_estimate_does_not_become_the_shift():
+    """The shift is the first estimate whose coordinates are all finite: a first row of NaN
+    and 1e200 (float64) would otherwise push every other row's square past float64's range."""
+    generator = torch.Generator().manual_seed(4)
+    g = torch.randn(4000, 2, generator=generator, dtype=torch.float64)
+    g[0] = torch.tensor([math.nan, 1e200], dtype=torch.float64)
+    summary = streamed(g, torch.zeros(2, dtype=torch.float64), [1000] * 4)
+    assert (summary.n_used, summary.n_nonfinite) == (3999, 1)
+    torch.testing.assert_close(summary.coordinate_variance, g[1:].var(0), rtol=1e-10, atol=0)

@@ -53,7 +53,7 @@ class GradientStatistics:
         self.nonfinite = torch.zeros((), dtype=torch.int64, device=device)
         self.added = 0
         self.eps = torch.finfo(torch.float64).eps  # of the estimates' dtype, set by add()
-        # Moments are kept of values − shift (the first chunk's first row): a column that is
+        # Moments are kept of values − shift (the first finite estimate): a column that is
         # constant then has M2 exactly 0, and large offsets lose no precision.
         self.shift = torch.zeros(width, dtype=torch.float64, device=device)
 
@@ -94,7 +94,7 @@ class GradientStatistics:
     def _shifted_values(self, estimates: Tensor, first: bool) -> tuple[Tensor, Tensor, Tensor]:
         """``[m, P + 3]`` float64 values − shift: d_i = g_i − s, then ‖g_i − g*‖², cos(g_i, g*)
         and 1[g_i · g* < 0], each less its first value; the rows that are finite ``[m]``; and
-        the shift ``[P + 3]`` (the first chunk's first row, 0 where it is not finite).
+        the shift ``[P + 3]`` (the first chunk's first finite row; found on the device).
 
         Each column from its own difference, never by expanding a square: g·g* and ‖g‖ from
         g (an estimate of exactly 0 has g·g* = 0 exactly), ‖g − g*‖² from g − g*, d from g − s
@@ -106,9 +106,14 @@ class GradientStatistics:
         )
         d = values[:, :width]
         d.copy_(estimates)
-        s = torch.where(d[0].isfinite(), d[0], 0.0) if first else self.shift[:width]
+        length = torch.linalg.vector_norm(d, dim=1)
+        if first:  # the first row whose coordinates are all finite (row 0 if none is)
+            row = d[torch.argmax(length.isfinite().to(torch.int8))]
+            s = torch.where(row.isfinite(), row, 0.0)
+        else:
+            s = self.shift[:width]
         dot = d @ ref
-        norm = torch.linalg.vector_norm(d, dim=1) * torch.linalg.vector_norm(ref)
+        norm = length * torch.linalg.vector_norm(ref)
         squared = torch.linalg.vector_norm(d.sub_(ref), dim=1).square()  # ‖g − g*‖²
         torch.sub(estimates, s, out=d)
         values[:, width + SQUARED_ERROR] = squared
@@ -116,8 +121,8 @@ class GradientStatistics:
         values[:, width + SIGN_ERROR] = dot < 0
         extra = values[:, width:]
         if first:
-            extra_shift = torch.where(extra[0].isfinite(), extra[0], 0.0)
-            shift = torch.cat([s, extra_shift])
+            first_row = extra[torch.argmax(length.isfinite().to(torch.int8))]
+            shift = torch.cat([s, torch.where(first_row.isfinite(), first_row, 0.0)])
         else:
             shift = self.shift
         extra.sub_(shift[width:])
