@@ -47,7 +47,12 @@ def _interval(row: dict) -> str:
 
 
 def _estimator(row: dict) -> str:
-    return f"{BEST_MARK} {row['estimator']}" if row["best"] else f"  {row['estimator']}"
+    """The name, ★ first when it earns it, and a sweep's replicate (``reparam #1``)."""
+    name = str(row["estimator"])
+    replicate = row.get("replicate")
+    if replicate is not None and not pd.isna(replicate):
+        name += f" #{replicate}"
+    return f"{BEST_MARK} {name}" if row["best"] else f"  {name}"
 
 
 def _bias(row: dict) -> str:
