@@ -165,6 +165,16 @@ class _VariationalAutoencoder(Objective):
     def cost(self, x: Tensor, params: Params) -> Tensor:
         return self.log_likelihood(x).mean(-1)
 
+    def elements_per_evaluation(self, params: Params) -> int:
+        """One draw and θ, and for each of the B images the activations of the encoder and
+        the decoder (each layer's outputs, before and after tanh) and the pixels."""
+        layers = [*self.networks.encoder.modules(), *self.networks.decoder.modules()]
+        widths = sum(layer.out_features for layer in layers if isinstance(layer, nn.Linear))
+        pixels = binary_digits().shape[1]
+        return super().elements_per_evaluation(params) + int(self.setting("batch")) * (
+            2 * widths + pixels
+        )
+
 
 @cache
 def _first_images(count: int) -> Tensor:
