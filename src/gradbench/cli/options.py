@@ -142,7 +142,8 @@ Repeats = Annotated[
     typer.Option(
         parser=NON_NEGATIVE,
         metavar="N",
-        help="Timed repeats after a warm-up (median); 0 skips timing.",
+        help="Timed repeats after a warm-up (median): the measuring pass's own chunks where"
+        " it has enough, else extra calls; 0 skips timing.",
     ),
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace output files that exist.")]
