@@ -26,7 +26,7 @@ from gradbench.core.seeding import derive_seed
 from gradbench.core.status import Status
 from gradbench.engine.memory import chunk_budget, describe_bytes
 from gradbench.engine.timing import ChunkClock, Timing, time_per_sample, timing_warning
-from gradbench.stats.accumulator import DEFAULT_GROUPS, GradientStatistics
+from gradbench.stats.accumulator import DEFAULT_GROUPS, GradientStatistics, state_bytes
 from gradbench.stats.summary import PER_SAMPLE_COLUMNS, Summary
 
 #: Chunks are a multiple of this many rows: CPU normal draws of 16 values are then the same
@@ -100,11 +100,11 @@ def choose_chunk_size(
     grad_dim = ParamLayout.of(params).size
     itemsize = torch.empty((), dtype=config.dtype).element_size()
     per_estimate = _BYTES_PER_ELEMENT_FACTOR * itemsize * evals_per_sample * elements
-    per_estimate += 8 * 8 * (grad_dim + 3)  # float64 statistics temporaries
+    per_estimate += 8 * 8 * (grad_dim + PER_SAMPLE_COLUMNS)  # float64 statistics temporaries
     if config.device.type != "cpu":  # the one-hot group matrix of the GPU path, bool and float64
         per_estimate += 9 * (DEFAULT_GROUPS + 1)
     budget = chunk_budget(config.device, config.memory_budget)
-    state = statistics_bytes(grad_dim, config.n_samples)
+    state = state_bytes(grad_dim, config.n_samples)
     rows = (budget - state) // per_estimate
     smallest = min(ROW_ALIGNMENT, config.n_samples)
     if rows < smallest:
@@ -124,13 +124,6 @@ def _halved(rows: int) -> int:
     """Half a chunk that did not fit, a multiple of :data:`ROW_ALIGNMENT` while it can be."""
     half = rows // 2
     return max(1, half - half % ROW_ALIGNMENT if half >= ROW_ALIGNMENT else half)
-
-
-def statistics_bytes(grad_dim: int, n_samples: int) -> int:
-    """Bytes of the accumulator's per-group moments (count, mean, M2 of P + 3 columns), twice:
-    a chunk's merge builds the new state beside the old one."""
-    groups = min(DEFAULT_GROUPS, n_samples)
-    return 2 * 8 * groups * (1 + 2 * (grad_dim + PER_SAMPLE_COLUMNS))
 
 
 def timing_batch(chunk: int, n_samples: int, seconds_per_estimate: float, repeats: int) -> int:

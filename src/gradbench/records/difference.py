@@ -33,7 +33,7 @@ from gradbench.core.status import Status
 from gradbench.records.ranking import bias_is_significant
 from gradbench.records.stored import StoredResult
 from gradbench.stats import student_t
-from gradbench.stats.accumulator import DEFAULT_GROUPS
+from gradbench.stats.accumulator import DEFAULT_GROUPS, group_count
 from gradbench.stats.intervals import CONFIDENCE
 
 #: A change with a two-sided p-value below this is significant (1 − the intervals' level).
@@ -186,8 +186,8 @@ def compare_pair(a: dict, b: dict) -> dict:
         _number(b["variance"]),
         _number(b["variance_ci_low"]),
         _number(b["variance_ci_high"]),
-        jackknife_groups(_number(a["n_samples"])),
-        jackknife_groups(_number(b["n_samples"])),
+        _groups(_number(a["n_samples"])),
+        _groups(_number(b["n_samples"])),
     )
     time_a, time_b = _number(a["time_per_sample_s"]), _number(b["time_per_sample_s"])
     bias_p_a, bias_p_b = _number(a["bias_p"]), _number(b["bias_p"])
@@ -215,14 +215,14 @@ def compare_pair(a: dict, b: dict) -> dict:
     return compared
 
 
+def _groups(n_samples: float) -> int:
+    """G, the groups the engine's jackknife used for a run of ``n_samples``; 64 when unknown."""
+    return DEFAULT_GROUPS if math.isnan(n_samples) else group_count(int(n_samples))
+
+
 def _number(value: object) -> float:
     """A table cell as a float: NaN for an undefined one (NaN, None or pandas' NA)."""
     return math.nan if value is None or value is pd.NA else float(value)  # type: ignore[arg-type]
-
-
-def jackknife_groups(n_samples: float) -> int:
-    """G, the groups the engine's jackknife used: min(64, n), 64 when n is unknown."""
-    return DEFAULT_GROUPS if math.isnan(n_samples) else int(min(DEFAULT_GROUPS, n_samples))
 
 
 def log_variance_se(low: float, high: float, groups: int = DEFAULT_GROUPS) -> float:

@@ -17,7 +17,14 @@ import pandas as pd
 from gradbench.core.errors import InputError, did_you_mean
 from gradbench.records.comparison import COLUMNS
 from gradbench.records.stored import VARIABLE_PREFIXES
-from gradbench.report.format import BEST_MARK, bias_verdict, duration, number, with_se
+from gradbench.report.format import (
+    BEST_MARK,
+    bias_verdict,
+    duration,
+    number,
+    variance_cell,
+    with_se,
+)
 
 
 @dataclass(frozen=True)
@@ -39,11 +46,6 @@ def _value(name: str) -> Callable[[dict], str]:
         return str(value)
 
     return cell
-
-
-def _interval(row: dict) -> str:
-    low, high = row["variance_ci_low"], row["variance_ci_high"]
-    return f"{number(row['variance'])} [{number(low)}, {number(high)}]"
 
 
 def _estimator(row: dict) -> str:
@@ -71,7 +73,7 @@ def _with_se(name: str) -> Callable[[dict], str]:
 #: Columns with a header or rendering of their own; every other CSV column renders as its value.
 SPECIAL: dict[str, Column] = {
     "estimator": Column("estimator", _estimator, numeric=False),
-    "variance": Column("variance [95% CI]", _interval),
+    "variance": Column("variance [95% CI]", variance_cell),
     "bias_p": Column("bias", _bias),
     "bias_norm": Column("‖bias‖", _value("bias_norm")),
     "mse": Column("MSE", _with_se("mse")),

@@ -33,6 +33,12 @@ def _short_exponent(text: str) -> str:
     return f"{mantissa}e{int(exponent)}" if e else mantissa
 
 
+def variance_cell(row: dict) -> str:
+    """``V [low, high]``: a row's variance with its 95% interval."""
+    low, high = row["variance_ci_low"], row["variance_ci_high"]
+    return f"{number(row['variance'])} [{number(low)}, {number(high)}]"
+
+
 def with_se(value: float, se: float) -> str:
     return number(value) if math.isnan(se) else f"{number(value)} ± {number(se)}"
 

@@ -19,6 +19,7 @@ from gradbench.report.format import (
     number,
     objective_labels,
     sample_counts,
+    variance_cell,
     with_se,
 )
 
@@ -44,14 +45,10 @@ def cells(row: dict) -> list[str]:
         return [name, str(row["evals_per_sample"]), f"{row['status']}: {row['reason']}"] + [""] * (
             len(HEADERS) - 3
         )
-    variance = (
-        f"{number(row['variance'])} "
-        f"[{number(row['variance_ci_low'])}, {number(row['variance_ci_high'])}]"
-    )
     return [
         name,
         str(row["evals_per_sample"]),
-        variance,
+        variance_cell(row),
         bias_cell(row),
         with_se(row["mse"], row["mse_se"]),
         number(row["snr"]),

@@ -22,6 +22,17 @@ from gradbench.stats.summary import (
 DEFAULT_GROUPS = 64
 
 
+def group_count(n_total: int, groups: int = DEFAULT_GROUPS) -> int:
+    """The groups G of a run of ``n_total`` estimates: ``groups``, fewer below that many."""
+    return max(1, min(groups, n_total))
+
+
+def state_bytes(grad_dim: int, n_total: int) -> int:
+    """Bytes of the accumulator's per-group moments (count, mean, M2 of P + 3 columns) for a
+    run of ``n_total`` estimates, twice: a chunk's merge builds the new state beside the old."""
+    return 2 * 8 * group_count(n_total) * (1 + 2 * (grad_dim + PER_SAMPLE_COLUMNS))
+
+
 class GradientStatistics:
     """Accumulator of per-sample estimates ``[m, P]`` against a reference gradient ``[P]``.
 
@@ -45,7 +56,7 @@ class GradientStatistics:
         self.reference_se = None if reference_se is None else reference_se.double().cpu()
         self.reference_df = reference_df
         self.n_total = n_total
-        self.groups = max(1, min(groups, n_total))
+        self.groups = group_count(n_total, groups)
         width = self.reference.numel() + PER_SAMPLE_COLUMNS
         self.count = torch.zeros(self.groups, 1, dtype=torch.float64, device=device)
         self.mean = torch.zeros(self.groups, width, dtype=torch.float64, device=device)
