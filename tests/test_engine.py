@@ -230,7 +230,10 @@ def test_small_n_is_warned():
 
 def test_timing_is_recorded_when_asked():
     result = run_pair(GaussianSquare(), Reinforce(), RunConfig(n_samples=500, timing_repeats=3))
-    assert result.timing.repeats == 3 and result.timing.batch == 500
+    # The batch depends on how fast this machine ran the pass (see timing_batch): at most n,
+    # else whole aligned rows.
+    batch = result.timing.batch
+    assert result.timing.repeats == 3 and (batch == 500 or (16 <= batch < 500 and batch % 16 == 0))
     assert result.timing.min_per_sample_s <= result.timing.per_sample_s
     assert result.timing.per_sample_s <= result.timing.max_per_sample_s
 

@@ -71,27 +71,22 @@ class GradientStatistics:
     def add(self, estimates: Tensor) -> None:
         """Fold the next chunk of estimates ``[m, P]`` (samples ``added … added + m − 1``).
 
-        One float64 buffer of the chunk: the per-sample columns, then the values shifted;
-        per-group sums of the values and of their squares; then a Chan merge of all G groups
-        at once. Nothing is read back to
-        the host. The state changes only when the whole chunk is folded, so a chunk that
-        fails (out of memory, say) can be retried.
+        Per block of rows (:func:`block_rows`), one float64 buffer: the per-sample columns,
+        then the values less one shift; per-group sums of the values and of their squares,
+        which add across blocks since every block has the same shift; then one Chan merge of
+        all G groups at once. Nothing is read back to the host. The state changes only when
+        the whole chunk is folded, so a chunk that fails (out of memory, say) can be retried.
         """
         m = estimates.shape[0]
         if self.added + m > self.n_total:
             raise ValueError(f"more than n_total={self.n_total} estimates added")
-        first = self.added == 0
-        values, finite, shift = self._shifted_values(estimates, first)
-        # Rows with a NaN or ∞ go to a spare group G, which is dropped: index_add_ then needs
-        # no pass to mask them. The one-hot product multiplies every row (0·NaN = NaN), so on
-        # a GPU they are zeroed first.
-        ids = torch.where(finite, self._group_ids(m, values.device), self.groups)
-        if adds_by_index(values.device):
-            count, total, squares = index_sums(values, ids, self.groups + 1)
-        else:
-            values.masked_fill_(~finite.unsqueeze(1), 0.0)
-            count, total, squares = onehot_sums(values, ids, self.groups + 1)
-        count, total, squares = count[:-1], total[:-1], squares[:-1]
+        shift = self._first_shift(estimates) if self.added == 0 else self.shift
+        width = estimates.shape[1] + PER_SAMPLE_COLUMNS
+        sums = torch.zeros(3, self.groups + 1, width, dtype=torch.float64, device=estimates.device)
+        rows = block_rows(estimates.shape[1], estimates.device)
+        for start in range(0, m, rows):
+            self._add_block(sums, estimates[start : start + rows], self.added + start, shift)
+        count, total, squares = sums[0, :-1, :1], sums[1, :-1], sums[2, :-1]
         mean = total / count.clamp(min=1)
         # Σd² − n·mean² of values already shifted by a sample: no cancellation to speak of.
         m2 = (squares - total * mean).clamp_(min=0.0)
@@ -102,48 +97,72 @@ class GradientStatistics:
         self.eps = max(self.eps, torch.finfo(estimates.dtype).eps)
         self.added += m
 
-    def _shifted_values(self, estimates: Tensor, first: bool) -> tuple[Tensor, Tensor, Tensor]:
-        """``[m, P + 3]`` float64 values − shift: d_i = g_i − s, then ‖g_i − g*‖², cos(g_i, g*)
-        and 1[g_i · g* < 0], each less its first value; the rows that are finite ``[m]``; and
-        the shift ``[P + 3]`` (the first chunk's first finite row; found on the device).
+    def _add_block(self, sums: Tensor, estimates: Tensor, first: int, shift: Tensor) -> None:
+        """Add to ``sums [3, G + 1, P + 3]`` (rows in column 0, Σ values, Σ values²) a block
+        of estimates ``[b, P]``, samples ``first … first + b − 1``, values less ``shift``.
+
+        Rows with a NaN or ∞ go to a spare group G, which the caller drops: index_add_ then
+        needs no pass to mask them. The one-hot product multiplies every row (0·NaN = NaN),
+        so on a GPU they are zeroed first. On the CPU, where reading ``finite`` back costs
+        nothing, a block of finite rows in one group is summed by plain column sums."""
+        values, finite = self._shifted_values(estimates, shift)
+        b = values.shape[0]
+        group, last = (self.groups * row // self.n_total for row in (first, first + b - 1))
+        if adds_by_index(values.device) and group == last and bool(finite.all()):
+            sums[0, group, 0] += b
+            sums[1, group] += values.sum(dim=0)
+            sums[2, group] += values.square_().sum(dim=0)
+            return
+        ids = torch.where(finite, self._group_ids(first, b, values.device), self.groups)
+        if adds_by_index(values.device):
+            parts = index_sums(values, ids, self.groups + 1)
+        else:
+            values.masked_fill_(~finite.unsqueeze(1), 0.0)
+            parts = onehot_sums(values, ids, self.groups + 1)
+        for total, part in zip(sums, parts, strict=True):
+            total[:, : part.shape[1]] += part
+
+    def _first_shift(self, estimates: Tensor) -> Tensor:
+        """The shift ``[P + 3]``: the first row of the first chunk whose coordinates are all
+        finite (zeros where none is), with its per-sample columns; found on the device."""
+        row = torch.argmax(estimates.isfinite().all(dim=1).to(torch.int8))
+        first = estimates[row : row + 1]
+        zeros = torch.zeros(
+            first.shape[1] + PER_SAMPLE_COLUMNS, dtype=torch.float64, device=first.device
+        )
+        values, finite = self._shifted_values(first, zeros)
+        return torch.where(finite.unsqueeze(1) & values.isfinite(), values, 0.0).squeeze(0)
+
+    def _shifted_values(self, estimates: Tensor, shift: Tensor) -> tuple[Tensor, Tensor]:
+        """``[b, P + 3]`` float64 values − shift: d_i = g_i − s, then ‖g_i − g*‖², cos(g_i, g*)
+        and 1[g_i · g* < 0], each less its shift; and the rows that are finite ``[b]``.
 
         Each column from its own difference, never by expanding a square: g·g* and ‖g‖ from
         g (an estimate of exactly 0 has g·g* = 0 exactly), ‖g − g*‖² from g − g*, d from g − s
-        (exact for the estimates near the shift), in one [m, P] buffer."""
-        m, width = estimates.shape
+        (exact for the estimates near the shift), in one [b, P] buffer."""
+        b, width = estimates.shape
         ref = self.reference
         values = torch.empty(
-            m, width + PER_SAMPLE_COLUMNS, dtype=torch.float64, device=estimates.device
+            b, width + PER_SAMPLE_COLUMNS, dtype=torch.float64, device=estimates.device
         )
         d = values[:, :width]
         d.copy_(estimates)
-        length = torch.linalg.vector_norm(d, dim=1)
-        if first:  # the first row whose coordinates are all finite (row 0 if none is)
-            row = d[torch.argmax(length.isfinite().to(torch.int8))]
-            s = torch.where(row.isfinite(), row, 0.0)
-        else:
-            s = self.shift[:width]
         dot = d @ ref
-        norm = length * torch.linalg.vector_norm(ref)
+        norm = torch.linalg.vector_norm(d, dim=1) * torch.linalg.vector_norm(ref)
         squared = torch.linalg.vector_norm(d.sub_(ref), dim=1).square()  # ‖g − g*‖²
-        torch.sub(estimates, s, out=d)
+        torch.sub(estimates, shift[:width], out=d)
         values[:, width + SQUARED_ERROR] = squared
         values[:, width + COSINE] = torch.where(norm > 0, dot / norm, 0.0)
         values[:, width + SIGN_ERROR] = dot < 0
-        extra = values[:, width:]
-        if first:
-            first_row = extra[torch.argmax(length.isfinite().to(torch.int8))]
-            shift = torch.cat([s, torch.where(first_row.isfinite(), first_row, 0.0)])
-        else:
-            shift = self.shift
-        extra.sub_(shift[width:])
+        values[:, width:].sub_(shift[width:])
         # ‖g − g*‖² is NaN or ∞ when a coordinate is (or its square overflows float64, for
         # estimates more than ~1e154 from g*).
-        return values, squared.isfinite(), shift
+        return values, squared.isfinite()
 
-    def _group_ids(self, m: int, device: torch.device) -> Tensor:
-        """The group ⌊i·G/N⌋ of each sample i of the next chunk ``[m]``, made on the device."""
-        rows = torch.arange(self.added, self.added + m, device=device)
+    def _group_ids(self, first: int, m: int, device: torch.device) -> Tensor:
+        """The group ⌊i·G/N⌋ of each sample i = first … first + m − 1 ``[m]``, made on the
+        device."""
+        rows = torch.arange(first, first + m, device=device)
         return torch.div(rows * self.groups, self.n_total, rounding_mode="floor")
 
     def summary(self) -> Summary:
@@ -162,6 +181,21 @@ class GradientStatistics:
             self.reference_se,
             self.reference_df,
         )
+
+
+#: Bytes of float64 values a block of :meth:`GradientStatistics.add` holds on the CPU: small
+#: enough to stay in cache and for the allocator to reuse (a chunk-sized buffer is mapped
+#: afresh each time, and faulting its pages in costs more than the arithmetic).
+CPU_BLOCK_BYTES = 2 * 2**20
+
+
+def block_rows(grad_dim: int, device: torch.device) -> int:
+    """Rows of a block of :meth:`GradientStatistics.add`: about :data:`CPU_BLOCK_BYTES` of
+    float64 values (at least 16 rows) on the CPU; the whole chunk on a GPU, where one kernel
+    per operation over the chunk is what is fast."""
+    if device.type != "cpu":
+        return 2**62
+    return max(16, CPU_BLOCK_BYTES // (8 * (grad_dim + PER_SAMPLE_COLUMNS)))
 
 
 def adds_by_index(device: torch.device) -> bool:
