@@ -334,3 +334,15 @@ def test_out_of_memory_halves_the_chunk_and_the_run_is_that_of_its_chunk_size():
     direct = run_pair(GaussianSquare(dim=2), _OutOfMemoryAbove(), replace(config, chunk_size=48))
     assert result.summary.variance == direct.summary.variance
     assert torch.equal(result.summary.mean, direct.summary.mean)
+
+
+def test_a_run_too_short_for_its_kurtosis_says_how_many_estimates_it_needs():
+    """REINFORCE on gaussian-square has κ̂ ≈ 60–75 at n = 2000 (benchmarks/interval_coverage.py
+    flagged all of 2000 runs); reparam's κ̂ ≈ 8 is trusted. Seeded."""
+    config = RunConfig(n_samples=2000, timing_repeats=0)
+    score = run_pair(GaussianSquare(), Reinforce(), config)
+    needed = math.ceil(100 * score.summary.variance_kurtosis)
+    assert needed > 2000
+    assert any(f"use --samples {needed} or more" in note for note in score.warnings)
+    path = run_pair(GaussianSquare(), Reparam(), config)
+    assert not any("kurtosis" in note for note in path.warnings)

@@ -25,7 +25,7 @@ from gradbench.report.figure.build import figure_data
 from gradbench.report.format import BEST_RULE
 from gradbench.report.plot import draw
 from gradbench.report.tables import markdown_table
-from gradbench.stats.student_t import quantile
+from gradbench.stats.replicates import replicate_variance_interval
 
 ESTIMATORS = ["reinforce", "reparam", "mvd", "disarm"]  # disarm: skipped on a Gaussian
 runner = CliRunner()
@@ -160,7 +160,7 @@ def test_coverage_counts_the_bands_that_hold_the_exact_value(k_sweep_files):
     assert f"the bands hold the exact variance at {held} of 6 points" in data.caption
 
 
-def test_replicates_give_mean_and_t_interval(sweep_files):
+def test_replicates_give_mean_and_the_jackknife_over_replicates(sweep_files):
     main, _ = sweep_files
     data = figure_data(read_result(main))
     table = pd.read_csv(main)
@@ -169,11 +169,11 @@ def test_replicates_give_mean_and_t_interval(sweep_files):
     reinforce = line(panel(data, "variance"), "reinforce, sigma=1")
     at = table[
         (table["estimator"] == "reinforce") & (table["param_sigma"] == 1) & (table["param_k"] == 3)
-    ]["variance"]
-    half = quantile(0.975, 1) * at.std(ddof=1) / math.sqrt(2)
-    assert reinforce.points.y[1] == pytest.approx(at.mean())
-    assert reinforce.points.high[1] - reinforce.points.y[1] == pytest.approx(half)
-    assert "mean ± t·SE over 2 replicates" in data.caption
+    ]
+    mean, low, high = replicate_variance_interval(at["variance"], int(at["n_used"].sum()))
+    assert reinforce.points.y[1] == pytest.approx(at["variance"].mean()) == pytest.approx(mean)
+    assert (reinforce.points.low[1], reinforce.points.high[1]) == pytest.approx((low, high))
+    assert "mean over 2 replicates, 95% jackknife interval over them" in data.caption
 
 
 def test_x_chooses_the_swept_parameter(sweep_files):

@@ -110,6 +110,18 @@ def test_a_row_without_n_used_is_no_candidate():
     assert not any(r["best"] for r in rows)
 
 
+def test_a_run_too_short_for_its_kurtosis_earns_no_star():
+    """n = 1000 trusts the interval up to κ̂ = 10 (n ≥ 100·κ̂): κ̂ = 11 earns no ★ and leaves
+    it to the next; an undefined κ̂ (a saved table from before the column) is not held
+    against a row."""
+    rows = [row("fast", 1.0, 1e-7, variance_kurtosis=11.0), row("slow", 1.0, 1e-6)]
+    mark_best(rows)
+    assert [r["best"] for r in rows] == [False, True]
+    rows = [row("fast", 1.0, 1e-7, variance_kurtosis=10.0), row("slow", 1.0, 1e-6)]
+    mark_best(rows)
+    assert [r["best"] for r in rows] == [True, False]
+
+
 def test_best_is_decided_per_configuration_and_configurations_are_labelled():
     rows = [
         row("a", 1.0, 1e-7, setting_k=1.0),

@@ -27,6 +27,7 @@ from gradbench.core.status import Status
 from gradbench.engine.memory import chunk_budget, describe_bytes
 from gradbench.engine.timing import ChunkClock, Timing, time_per_sample, timing_warning
 from gradbench.stats.accumulator import DEFAULT_GROUPS, GradientStatistics, state_bytes
+from gradbench.stats.intervals import interval_is_trusted, samples_needed
 from gradbench.stats.summary import PER_SAMPLE_COLUMNS, Summary
 
 #: Chunks are a multiple of this many rows: CPU normal draws of 16 values are then the same
@@ -299,8 +300,15 @@ def _warnings(summary: Summary, timing: Timing | None, labels: list[str]) -> lis
             f"only {summary.n_used} estimates: the variance interval is unreliable;"
             f" use --samples {MIN_RELIABLE_SAMPLES * 10} or more"
         )
+    kurtosis = summary.variance_kurtosis
     low, high = summary.variance_ci
-    if low > 0 and high / low > 2:
+    if not interval_is_trusted(summary.n_used, kurtosis):
+        notes.append(
+            f"kurtosis κ̂ ≈ {kurtosis:.3g} is too heavy for n = {summary.n_used}: the variance"
+            " interval may cover less than 95% and earns no ★;"
+            f" use --samples {samples_needed(kurtosis)} or more"
+        )
+    elif low > 0 and high / low > 2:
         notes.append(
             "the variance interval spans more than a factor 2 (heavy tails);"
             " raise --samples for a stable variance"

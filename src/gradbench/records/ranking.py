@@ -1,8 +1,9 @@
 """The ranking of a comparison: which estimators earn the ★, and which biases are significant.
 
 Among the ok rows of one objective configuration, the ★ goes to the estimators that are unbiased
-by design, show no significant bias and ran at least the reliable number of estimates, with the
-lowest work×variance (variance × seconds per estimate) or a range that overlaps the lowest
+by design, show no significant bias and ran at least the reliable number of estimates, and
+enough for their variance interval to hold (n ≥ 100·κ̂, :mod:`gradbench.stats.intervals`), with
+the lowest work×variance (variance × seconds per estimate) or a range that overlaps the lowest
 one's. A timing whose repeats disagree (:func:`gradbench.engine.timing.instability`) earns no
 ★, and withholds it from the others where it could be the best. Biased estimators compare on
 MSE instead.
@@ -17,6 +18,7 @@ import pandas as pd
 from gradbench.core.status import Status
 from gradbench.engine.run import MIN_RELIABLE_SAMPLES
 from gradbench.engine.timing import instability
+from gradbench.stats.intervals import interval_is_trusted
 
 #: A bias with a Bonferroni p-value below this is "distinguishable from zero".
 BIAS_SIGNIFICANCE = 0.01
@@ -58,10 +60,17 @@ def configuration(row: dict) -> tuple:
 
 def is_candidate(row: dict) -> bool:
     """Whether a row competes for the ★: measured and timed, unbiased by design, no
-    significant bias, and at least the reliable number of estimates."""
+    significant bias, at least the reliable number of estimates, and a variance interval that
+    can be trusted at its n (:func:`gradbench.stats.intervals.interval_is_trusted`)."""
     measured = row["status"] == Status.OK and not math.isnan(row["work_variance"])
     used = row.get("n_used")
-    reliable = measured and not pd.isna(used) and used >= MIN_RELIABLE_SAMPLES
+    kurtosis = row.get("variance_kurtosis", math.nan)  # absent from older result files
+    reliable = (
+        measured
+        and not pd.isna(used)
+        and used >= MIN_RELIABLE_SAMPLES
+        and interval_is_trusted(used, math.nan if pd.isna(kurtosis) else kurtosis)
+    )
     return reliable and row["declared_unbiased"] and not bias_is_significant(row)
 
 

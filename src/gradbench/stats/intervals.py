@@ -1,8 +1,25 @@
-"""The variance interval: a delete-a-group jackknife of log V.
+"""The variance interval: a delete-a-group jackknife of log V, with Satterthwaite's degrees of
+freedom and the second-order term of a variance estimate.
 
-It makes no Gaussian assumption (Efron & Stein 1981; the log makes the interval positive and
-absorbs the right skew of variance estimates under heavy tails):
-V · exp(± t_{G−1, 0.975} · se_jack(log V)) over the G groups of the streaming moments.
+Over the G groups of the streaming moments, with V_(g) the variance without group g and the
+pseudo-values p_g = G·log V − (G − 1)·log V_(g) (Efron & Stein 1981; the log makes the
+interval positive and absorbs the right skew of variance estimates under heavy tails):
+
+* se_J² = s²(p) / G, the jackknife variance of log V;
+* se² = se_J² + 2/n²: s² = (1/n)·Σ(x − μ)² − (x̄ − μ)² up to n/(n − 1), and the second term,
+  σ²·χ²₁/n by the central limit theorem, adds 2/n² to the variance of log V whatever the law.
+  It is negligible (≪ se_J²) unless the first-order term vanishes, as for a symmetric
+  two-point law (REINFORCE on a Bernoulli at θ = 0), where the jackknife alone covers ~82%;
+* ν = 2 / (2/(G − 1) + (κ_p − 3)/G), κ_p the kurtosis of the pseudo-values, clipped to
+  [1, G − 1]: the degrees of freedom of se_J² when the pseudo-values are heavy-tailed
+  (Satterthwaite), so that a run whose groups disagree wildly gets a wider quantile;
+* the interval V · exp(± t_{ν, 0.975} · se).
+
+From the same pieces, κ̂ = 1 + n·se_J² estimates the kurtosis of the estimate (for a scalar
+Var(s²)/σ⁴ ≈ (κ − 1)/n; for the trace, E‖g − ḡ‖⁴ / (E‖g − ḡ‖²)²). No interval built from n
+samples holds its 95% when κ̂ is large for n: the coverage benchmark
+(``benchmarks/interval_coverage.py``, docs/measurement.md) finds it does from
+n ≥ :data:`SAMPLES_PER_KURTOSIS` · κ̂.
 """
 
 from __future__ import annotations
@@ -10,28 +27,48 @@ from __future__ import annotations
 import math
 
 import torch
+from scipy import special
 from torch import Tensor
-
-from gradbench.stats import student_t
 
 CONFIDENCE = 0.95
 
+#: The interval is trusted from n ≥ SAMPLES_PER_KURTOSIS · κ̂ (see the module docstring).
+SAMPLES_PER_KURTOSIS = 100
+
+
+def samples_needed(kurtosis: float) -> int:
+    """The n from which the variance interval of an estimate of kurtosis κ̂ is trusted."""
+    return math.ceil(SAMPLES_PER_KURTOSIS * kurtosis)
+
+
+def interval_is_trusted(n: float, kurtosis: float) -> bool:
+    """Whether n estimates of kurtosis κ̂ give a variance interval that holds its 95%; an
+    undefined κ̂ (V = 0, or no interval) is not held against a run."""
+    return not n < SAMPLES_PER_KURTOSIS * kurtosis  # False only for a defined, large κ̂
+
 
 def jackknife_log_interval(
-    estimate: Tensor, leave_out: Tensor, usable: Tensor
-) -> tuple[Tensor, Tensor]:
-    """95% interval exp(log V ± t·se_jack(log V)); ``estimate [W]``, ``leave_out [G, W]``.
-
-    ``usable`` ``[G]`` marks the groups that hold data. NaN where fewer than 2 groups do.
-    """
+    estimate: Tensor, leave_out: Tensor, usable: Tensor, n: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The 95% interval of V and κ̂ (module docstring), each ``[W]``, from ``estimate [W]``,
+    the leave-one-group-out variances ``leave_out [G, W]``, the groups that hold data
+    ``usable [G]`` and the sample size ``n``. NaN where fewer than 2 groups hold data; the
+    interval of V = 0 exactly (a deterministic estimator) is [0, 0]."""
     groups = int(usable.sum())
     if groups < 2:
         nan = torch.full_like(estimate, math.nan)
-        return nan, nan
-    logs = torch.log(leave_out[usable])
-    spread = ((logs - logs.mean(0)) ** 2).sum(0) * (groups - 1) / groups
-    half_width = student_t.quantile(0.5 + CONFIDENCE / 2, groups - 1) * spread.sqrt()
+        return nan, nan, nan
+    pseudo = groups * estimate.log() - (groups - 1) * leave_out[usable].log()
+    centred = pseudo - pseudo.mean(0)
+    second = (centred**2).sum(0)
+    jackknife_variance = second / (groups * (groups - 1))
+    pseudo_kurtosis = groups * (centred**4).sum(0) / second**2
+    df = (2 / (2 / (groups - 1) + (pseudo_kurtosis - 3) / groups)).clamp(1.0, groups - 1.0)
+    # NaN where V or a V_(g) is 0 or not finite; those intervals stay NaN.
+    df = torch.where(df.isnan(), groups - 1.0, df)
+    quantile = torch.from_numpy(special.stdtrit(df.numpy(), 0.5 + CONFIDENCE / 2))
+    half_width = quantile * (jackknife_variance + 2 / n**2).sqrt()
     low, high = estimate * torch.exp(-half_width), estimate * torch.exp(half_width)
-    # V = 0 exactly (a deterministic estimator) has the degenerate interval [0, 0].
     zero = estimate == 0
-    return torch.where(zero, 0.0, low), torch.where(zero, 0.0, high)
+    kurtosis = torch.where(zero, math.nan, 1 + n * jackknife_variance)
+    return torch.where(zero, 0.0, low), torch.where(zero, 0.0, high), kurtosis

@@ -3,7 +3,10 @@
 * the bias verdict over replicates: the smallest replicate p-value × the number of replicates
   that have one (Bonferroni over the tests actually made; a replicate whose test is undefined,
   e.g. zero variance and zero bias, makes no test and is not counted);
-* a band over replicates: mean ± t_{0.975, R−1} · s/√R.
+* a band over replicates: mean ± t_{0.975, R−1} · s/√R;
+* the variance over replicates: their mean V̄ with the interval of a single run
+  (:func:`gradbench.stats.intervals.jackknife_log_interval`), each replicate a group: the
+  delete-a-replicate jackknife of log V̄.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import torch
+
 from gradbench.stats import student_t
+from gradbench.stats.intervals import jackknife_log_interval
 
 
 def combined_bias_p(p_values: Iterable[float]) -> float:
@@ -43,3 +49,23 @@ def replicate_band(values: Iterable[float], confidence: float = 0.95) -> tuple[f
     if math.isnan(se):
         return mean, math.nan
     return mean, student_t.quantile(0.5 + confidence / 2, len(defined) - 1) * se
+
+
+def replicate_variance_interval(
+    values: Iterable[float], n_total: int
+) -> tuple[float, float, float]:
+    """(V̄, low, high) over the k defined replicate variances, from ``n_total`` estimates in
+    all: the variance interval of one run with the replicates as its groups (the bounds are
+    NaN where k < 2)."""
+    defined = torch.tensor(
+        [float(v) for v in values if not math.isnan(float(v))], dtype=torch.float64
+    )
+    if defined.numel() == 0:
+        return math.nan, math.nan, math.nan
+    k = defined.numel()
+    mean = defined.mean()
+    leave_out = ((defined.sum() - defined) / max(k - 1, 1)).unsqueeze(1)  # [k, 1]
+    low, high, _ = jackknife_log_interval(
+        mean.reshape(1), leave_out, torch.ones(k, dtype=torch.bool), n_total
+    )
+    return float(mean), float(low[0]), float(high[0])

@@ -12,8 +12,10 @@ samples; :func:`summarise` derives from them every column of the result (definit
   (:mod:`gradbench.stats.bias_test`);
 * ``mse`` = mean_i ‖g_i − g*‖², ``cosine`` = mean_i cos(g_i, g*) (a zero estimate counts as
   orthogonal), ``sign_error`` = mean_i 1[g_i · g* < 0], each with its standard error s/√N;
-* the variance interval: a delete-a-group jackknife of log V over the G groups
-  (:mod:`gradbench.stats.intervals`), for the trace and for every s_j².
+* the variance interval: a delete-a-group jackknife of log V over the G groups with
+  Satterthwaite's degrees of freedom (:mod:`gradbench.stats.intervals`), for the trace and for
+  every s_j²; ``variance_kurtosis`` κ̂ = 1 + n·se_J²(log V) of the trace, which says whether
+  the interval can be trusted at this n.
 
 Estimates with a NaN or Inf coordinate are counted and left out of every statistic.
 """
@@ -53,6 +55,7 @@ class Summary:
     bias_z: Tensor
     variance: float
     variance_ci: tuple[float, float]
+    variance_kurtosis: float
     bias_norm: float
     bias_z_max: float
     bias_p: float
@@ -101,7 +104,7 @@ def summarise(
     grad_mean, grad_var = reported_mean[:P], sample_var[:P]
     variance = float(grad_var.sum())
     pooled = (total, pooled_mean, pooled_m2)
-    coordinate_ci, trace_ci = _variance_intervals(count, mean, m2, pooled, grad_var)
+    coordinate_ci, trace_ci, kurtosis = _variance_intervals(count, mean, m2, pooled, grad_var)
     bias = grad_mean - reference
     bias_se, z, z_max, bias_p = _bias_test(
         bias, grad_var, n, reference, eps, reference_se, reference_df
@@ -127,6 +130,7 @@ def summarise(
         bias_z=z,
         variance=variance,
         variance_ci=trace_ci,
+        variance_kurtosis=kurtosis,
         bias_norm=float(bias.norm()) if n > 0 else NAN,
         bias_z_max=z_max,
         bias_p=bias_p,
@@ -147,17 +151,18 @@ def _variance_intervals(
     m2: Tensor,
     pooled: tuple[Tensor, Tensor, Tensor],
     grad_var: Tensor,
-) -> tuple[tuple[Tensor, Tensor], tuple[float, float]]:
-    """The jackknife intervals of every s_j² (``grad_var [P]``) and of their sum (the trace),
-    from the groups' moments and their pooled ``(total, mean, m2)``."""
+) -> tuple[tuple[Tensor, Tensor], tuple[float, float], float]:
+    """The intervals of every s_j² (``grad_var [P]``) and of their sum (the trace), and the
+    trace's κ̂, from the groups' moments and their pooled ``(total, mean, m2)``."""
     P = grad_var.numel()
     rest, rest_m2 = leave_one_group_out(count, mean, m2, *pooled)
     rest_var = rest_m2[:, :P] / (rest - 1).clamp(min=1).unsqueeze(1)
     usable = (count > 0) & (rest > 1)
-    coordinate = jackknife_log_interval(grad_var, rest_var, usable)
+    n = int(pooled[0])
+    *coordinate, _ = jackknife_log_interval(grad_var, rest_var, usable, n)
     trace = grad_var.sum().reshape(1)
-    low, high = jackknife_log_interval(trace, rest_var.sum(1, keepdim=True), usable)
-    return coordinate, (float(low[0]), float(high[0]))
+    low, high, kurtosis = jackknife_log_interval(trace, rest_var.sum(1, keepdim=True), usable, n)
+    return tuple(coordinate), (float(low[0]), float(high[0])), float(kurtosis[0])
 
 
 def _bias_test(

@@ -45,7 +45,11 @@ from gradbench.report.figure.captions import band_coverage, figure_caption, rows
 from gradbench.report.figure.exact_curves import ExactVariances
 from gradbench.report.figure.model import TRACE_PANEL, FigureData, Line, Panel, Points, Row
 from gradbench.report.format import objective_labels
-from gradbench.stats.replicates import combined_bias_p, replicate_band
+from gradbench.stats.replicates import (
+    combined_bias_p,
+    replicate_band,
+    replicate_variance_interval,
+)
 
 #: The title of a comparison's panel of work×variance (variance × seconds per estimate).
 WORK_VARIANCE = "work×variance"
@@ -205,14 +209,14 @@ def _points(frame: pd.DataFrame, point: Callable[[pd.DataFrame], tuple]) -> Poin
 
 
 def _interval_points(frame: pd.DataFrame) -> Points:
-    """Variance per position: one run's jackknife interval, or mean ± t·SE of replicates."""
+    """Variance per position: one run's interval, or the replicates' mean with the same
+    interval over replicates (:func:`gradbench.stats.replicates.replicate_variance_interval`)."""
 
     def point(at: pd.DataFrame) -> tuple:
         values = at["variance"].to_numpy(dtype=float)
         if len(values) == 1:
             return values[0], at["variance_ci_low"].iloc[0], at["variance_ci_high"].iloc[0]
-        mean, half = replicate_band(values)
-        return mean, mean - half, mean + half
+        return replicate_variance_interval(values, int(at["n_used"].sum()))
 
     return _points(frame, point)
 
@@ -235,7 +239,8 @@ def _bias_points(frame: pd.DataFrame) -> Points:
 
 def _work_variance_points(frame: pd.DataFrame) -> Points:
     """work×variance per position, the ranking's: one run's ``work_variance`` with its variance
-    interval × the median time per estimate; or mean ± t·SE of replicates."""
+    interval × the median time per estimate; or the replicates' mean with the variance's
+    interval over replicates (:func:`gradbench.stats.replicates.replicate_variance_interval`)."""
 
     def point(at: pd.DataFrame) -> tuple:
         values = at["work_variance"].to_numpy(dtype=float)
@@ -243,8 +248,7 @@ def _work_variance_points(frame: pd.DataFrame) -> Points:
             time = at["time_per_sample_s"].iloc[0]
             low, high = at["variance_ci_low"].iloc[0], at["variance_ci_high"].iloc[0]
             return values[0], low * time, high * time
-        mean, half = replicate_band(values)
-        return mean, mean - half, mean + half
+        return replicate_variance_interval(values, int(at["n_used"].sum()))
 
     return _points(frame, point)
 

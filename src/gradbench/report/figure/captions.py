@@ -54,7 +54,7 @@ def figure_caption(
     band = (
         "band: the run's 95% jackknife interval"
         if replicates == 1
-        else f"band: mean ± t·SE over {replicates} replicates (95%)"
+        else f"band: mean over {replicates} replicates, 95% jackknife interval over them"
     )
     parts = [
         f"Variance of one estimate ({what}), n = {counts} estimates per point, "
@@ -73,7 +73,7 @@ def figure_caption(
         work_band = (
             "the variance interval × the median time"
             if replicates == 1
-            else "mean ± t·SE over the replicates"
+            else "mean over the replicates, the variance's jackknife interval over them"
         )
         parts.append(
             "Work×variance: variance × median seconds per estimate, what the table ranks by;"
