@@ -20,8 +20,6 @@ stream keeps, so the benchmark hands it the two-pass value.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from scipy import special
 from torch import Tensor
@@ -102,9 +100,11 @@ def bca(
         shifted = z0 + (z0 + z) / (1 - acceleration * (z0 + z))
         ends.append(torch.from_numpy(special.ndtr(shifted.numpy())))
     ordered = boot.sort(0).values
+
     def at(level: Tensor) -> Tensor:
         index = (level * (resamples - 1)).round().long().clamp(0, resamples - 1)
         return ordered.gather(0, index.unsqueeze(0)).squeeze(0)
+
     return at(ends[0]).exp(), at(ends[1]).exp()
 
 
@@ -131,7 +131,13 @@ def adopted(count: Tensor, mean: Tensor, m2: Tensor, **_: Tensor) -> tuple[Tenso
     return low.view(shape), high.view(shape), kurtosis.view(shape)
 
 
-METHODS = {"gradbench": adopted, "jackknife": jackknife, "jackknife-df": jackknife_df, "bca": bca, "bonett": bonett}
+METHODS = {
+    "gradbench": adopted,
+    "jackknife": jackknife,
+    "jackknife-df": jackknife_df,
+    "bca": bca,
+    "bonett": bonett,
+}
 
 
 def group_moments(values: Tensor, groups: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -163,5 +169,3 @@ def interval(name: str, values: Tensor, groups: int) -> tuple[Tensor, Tensor]:
     count, mean, m2 = group_moments(values, groups)
     kurtosis = kurtosis_with_trace(values) if name == "bonett" else None
     return METHODS[name](count, mean, m2, kurtosis=kurtosis)
-
-

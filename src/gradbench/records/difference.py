@@ -227,8 +227,10 @@ def _number(value: object) -> float:
 
 def log_variance_se(low: float, high: float, groups: int = DEFAULT_GROUPS) -> float:
     """se(log V) from the 95% jackknife interval [low, high] = V · exp(± t · se(log V)):
-    (log high − log low) / (2 t_{0.975, G−1}). NaN when the interval is undefined, not
-    positive (V = 0 has [0, 0]) or G < 2."""
+    (log high − log low) / (2 t_{0.975, G−1}). The interval's quantile is t_ν with
+    ν ≤ G − 1 (:mod:`gradbench.stats.intervals`), so for a heavy-tailed run this errs large,
+    on the safe side. NaN when the interval is undefined, not positive (V = 0 has [0, 0]) or
+    G < 2."""
     if groups < 2 or not (0 < low <= high < math.inf):  # False for NaN
         return math.nan
     t = student_t.quantile(0.5 + CONFIDENCE / 2, groups - 1)
