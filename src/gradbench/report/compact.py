@@ -29,6 +29,7 @@ from gradbench.engine.run import MIN_RELIABLE_SAMPLES
 from gradbench.records.ranking import BIAS_SIGNIFICANCE, is_candidate, timing_is_stable
 from gradbench.report.columns import DEFAULT_COLUMNS, Column, check_names, columns
 from gradbench.report.format import BEST_MARK, BEST_RULE, number, objective_labels, sample_counts
+from gradbench.stats.intervals import SAMPLES_PER_KURTOSIS
 
 
 @dataclass
@@ -137,7 +138,7 @@ def verdict(rows: Sequence[dict]) -> str:
         return (
             f"no {BEST_MARK}: no estimator that is unbiased by design, without significant bias"
             f" (p ≥ {BIAS_SIGNIFICANCE:g}), timed, and with at least {MIN_RELIABLE_SAMPLES}"
-            " estimates"
+            f" estimates and {SAMPLES_PER_KURTOSIS} × their kurtosis (see the warnings)"
         )
     return (
         f"no {BEST_MARK}: the timing of {', '.join(unstable)} is unstable and could change the"
