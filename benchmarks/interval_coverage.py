@@ -1,6 +1,6 @@
 """Coverage of 95% variance intervals: how often each method's interval holds the variance.
 
-    python benchmarks/interval_coverage.py [--replications 2000] [--quick] [--cases GLOB]
+    cd benchmarks && python interval_coverage.py [--replications 2000] [--cases GLOB]
 
 Each case draws ``replications`` independent runs of n estimates (float64) of a built-in
 estimator on a built-in objective, cuts each run into the engine's 64 contiguous groups, and
@@ -183,7 +183,7 @@ def main() -> None:
     print(
         f"{args.replications} runs per case; trace coverage (SE ≈ "
         f"{math.sqrt(0.95 * 0.05 / args.replications):.3f}) / mean coordinate coverage / "
-        "trace width ÷ truth; κ̂: median kurtosis of ‖g − ḡ‖²"
+        "trace width ÷ truth; κ̂: median kurtosis of ‖g − ḡ‖"
     )
     print(f"{'case':<32} {'n':>6} {'κ̂':>6} " + " ".join(f"{n:>18}" for n in names))
     for case in cases():

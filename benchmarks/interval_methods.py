@@ -154,7 +154,8 @@ def group_moments(values: Tensor, groups: int) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def kurtosis_with_trace(values: Tensor) -> Tensor:
-    """κ̂ = n·Σd⁴/(Σd²)² about the mean, per coordinate and of ‖g − ḡ‖², ``[R, P + 1]``."""
+    """κ̂ = n·Σd⁴/(Σd²)² about the mean, per coordinate, and n·Σ‖d‖⁴/(Σ‖d‖²)² (the kurtosis
+    of ‖g − ḡ‖) for the trace, ``[R, P + 1]``."""
     centred = values - values.mean(1, keepdim=True)
     squared = centred**2
     norm = squared.sum(-1, keepdim=True)  # ‖g − ḡ‖² [R, n, 1]

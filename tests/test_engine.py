@@ -283,7 +283,10 @@ def test_a_pass_of_many_chunks_is_its_own_timing():
     result = run_pair(GaussianSquare(), Reinforce(), config)
     assert (result.timing.repeats, result.timing.batch) == (3, 160)
     guarded = run_pair(GaussianSquare(), Reinforce(), replace(config, timing_guard=nullcontext))
-    assert (guarded.timing.repeats, guarded.timing.batch) == (3, 160)
+    # Timed apart, the batch is a chunk unless this machine ran slower than a quarter of the
+    # pass allows (timing_batch): then fewer aligned rows.
+    batch = guarded.timing.batch
+    assert guarded.timing.repeats == 3 and (batch == 160 or (16 <= batch < 160 and batch % 16 == 0))
     assert guarded.summary.variance == result.summary.variance  # timing draws its own noise
 
 

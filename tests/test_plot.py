@@ -199,6 +199,23 @@ def test_detail_gives_one_variance_panel_per_coordinate(k_sweep_files):
     assert line(panel(data, "variance of ∂/∂mu[0]"), "reparam").exact_y == pytest.approx(4.0)
 
 
+def test_per_coordinate_panels_of_replicates_use_the_interval_over_replicates(sweep_files):
+    """With a detail table and two replicates, each coordinate's band is the variance interval
+    over the replicates, from the estimates their main rows used."""
+    main, detail = sweep_files
+    data = figure_data(read_result(main, detail))
+    reinforce = line(panel(data, "variance of ∂/∂mu[0]"), "reinforce, sigma=1")
+    table, details = pd.read_csv(main), pd.read_csv(detail)
+    chosen = (details["estimator"] == "reinforce") & (details["param_sigma"] == 1)
+    at = details[chosen & (details["param_k"] == 3) & (details["param"] == "mu[0]")]
+    rows = table[(table["estimator"] == "reinforce") & (table["param_sigma"] == 1)]
+    used = int(rows[rows["param_k"] == 3]["n_used"].sum())
+    mean, low, high = replicate_variance_interval(at["variance"], used)
+    assert (reinforce.points.y[1], reinforce.points.low[1], reinforce.points.high[1]) == (
+        pytest.approx((mean, low, high))
+    )
+
+
 def test_bias_marks_significance_and_time_keeps_repeats(k_sweep_files):
     data = figure_data(read_result(k_sweep_files[0]))
     table = pd.read_csv(k_sweep_files[0]).sort_values("param_k")

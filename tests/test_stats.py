@@ -415,3 +415,17 @@ def test_the_variance_interval_covers_a_symmetric_two_point_law():
         low, high = statistics.summary().variance_ci
         covered += low <= truth <= high
     assert covered / 300 >= 0.90
+
+
+def test_a_variance_held_by_one_group_is_untrusted():
+    """5000 zeros and ±50 in one group: V > 0 while every other group's leave-out is 0, so
+    the jackknife of log V is undefined; κ̂ is then ∞ (untrusted), not NaN (no warning)."""
+    from gradbench.stats.intervals import interval_is_trusted, samples_needed
+
+    estimates = torch.zeros(5000, 1, dtype=torch.float64)
+    estimates[10], estimates[11] = 50.0, -50.0
+    summary = streamed(estimates, torch.zeros(1, dtype=torch.float64), [5000])
+    assert summary.variance > 0 and math.isnan(summary.variance_ci[0])
+    assert summary.variance_kurtosis == math.inf
+    assert not interval_is_trusted(summary.n_used, summary.variance_kurtosis)
+    assert samples_needed(summary.variance_kurtosis) is None

@@ -11,6 +11,7 @@ seed per chunk).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -302,11 +303,18 @@ def _warnings(summary: Summary, timing: Timing | None, labels: list[str]) -> lis
         )
     kurtosis = summary.variance_kurtosis
     low, high = summary.variance_ci
-    if not interval_is_trusted(summary.n_used, kurtosis):
+    reliable = summary.n_used >= MIN_RELIABLE_SAMPLES  # else the warning above says enough
+    if reliable and not interval_is_trusted(summary.n_used, kurtosis):
+        needed = samples_needed(kurtosis)
+        drawn = summary.n_used + summary.n_nonfinite  # --samples counts NaN estimates too
+        advice = (
+            "one group of estimates holds its variance; raise --samples a lot"
+            if needed is None
+            else f"use --samples {math.ceil(needed * drawn / summary.n_used)} or more"
+        )
         notes.append(
             f"kurtosis κ̂ ≈ {kurtosis:.3g} is too heavy for n = {summary.n_used}: the variance"
-            " interval may cover less than 95% and earns no ★;"
-            f" use --samples {samples_needed(kurtosis)} or more"
+            f" interval may cover less than 95% and earns no ★; {advice}"
         )
     elif low > 0 and high / low > 2:
         notes.append(

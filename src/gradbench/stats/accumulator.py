@@ -126,7 +126,7 @@ class GradientStatistics:
         """The shift ``[P + 3]``: the first row of the first chunk whose coordinates are all
         finite (zeros where none is), with its per-sample columns; found on the device."""
         row = torch.argmax(estimates.isfinite().all(dim=1).to(torch.int8))
-        first = estimates[row : row + 1]
+        first = estimates.index_select(0, row.reshape(1))  # no read-back of ``row``
         zeros = torch.zeros(
             first.shape[1] + PER_SAMPLE_COLUMNS, dtype=torch.float64, device=first.device
         )

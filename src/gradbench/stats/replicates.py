@@ -62,6 +62,8 @@ def replicate_variance_interval(
     )
     if defined.numel() == 0:
         return math.nan, math.nan, math.nan
+    if not n_total > 0:  # unknown (a file from before n_used was recorded)
+        return float(defined.mean()), math.nan, math.nan
     k = defined.numel()
     mean = defined.mean()
     leave_out = ((defined.sum() - defined) / max(k - 1, 1)).unsqueeze(1)  # [k, 1]

@@ -16,7 +16,8 @@ A sweep's x ticks are its grid values (thinned past a few on a log axis), with c
 
 With a detail table the variance panel becomes one panel per parameter coordinate (∂/∂mu[0],
 ∂/∂sigma[0], …), the survey's layout. Bands: with one run per point, the run's 95% jackknife
-interval of the variance; with S > 1 replicates, mean ± t_{0.975, S−1}·SE over the replicates.
+interval of the variance; with S > 1 replicates, their mean with the same interval over them
+(:func:`gradbench.stats.replicates.replicate_variance_interval`).
 Rows whose status is not ``ok`` are left out and listed.
 """
 
@@ -137,8 +138,9 @@ def _positions(ok: pd.DataFrame) -> pd.Series:
 
 def _variance_source(ok: pd.DataFrame, stored: StoredResult) -> pd.DataFrame:
     """Rows of measured variance: the main table's (panel TRACE_PANEL), or the detail table's, one
-    per coordinate (panel = its label), each with its main row's ``_group``, ``_key``, ``_x``."""
-    context = ["_group", "_key", "_x"]
+    per coordinate (panel = its label), each with its main row's ``_group``, ``_key``, ``_x``
+    and ``n_used``."""
+    context = ["_group", "_key", "_x", "n_used"]
     if stored.details is None:
         return ok.assign(_panel=TRACE_PANEL)
     details = match_details(stored.table, stored.details, stored.source)
@@ -208,6 +210,12 @@ def _points(frame: pd.DataFrame, point: Callable[[pd.DataFrame], tuple]) -> Poin
     return Points(*np.array(rows, dtype=float).T)
 
 
+def _estimates(at: pd.DataFrame) -> int:
+    """The estimates the replicates at one position used in all; 0 where unknown."""
+    used = pd.to_numeric(at.get("n_used"), errors="coerce") if "n_used" in at else None
+    return 0 if used is None or used.isna().any() else int(used.sum())
+
+
 def _interval_points(frame: pd.DataFrame) -> Points:
     """Variance per position: one run's interval, or the replicates' mean with the same
     interval over replicates (:func:`gradbench.stats.replicates.replicate_variance_interval`)."""
@@ -216,7 +224,7 @@ def _interval_points(frame: pd.DataFrame) -> Points:
         values = at["variance"].to_numpy(dtype=float)
         if len(values) == 1:
             return values[0], at["variance_ci_low"].iloc[0], at["variance_ci_high"].iloc[0]
-        return replicate_variance_interval(values, int(at["n_used"].sum()))
+        return replicate_variance_interval(values, _estimates(at))
 
     return _points(frame, point)
 
@@ -248,7 +256,7 @@ def _work_variance_points(frame: pd.DataFrame) -> Points:
             time = at["time_per_sample_s"].iloc[0]
             low, high = at["variance_ci_low"].iloc[0], at["variance_ci_high"].iloc[0]
             return values[0], low * time, high * time
-        return replicate_variance_interval(values, int(at["n_used"].sum()))
+        return replicate_variance_interval(values, _estimates(at))
 
     return _points(frame, point)
 
