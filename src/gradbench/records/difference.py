@@ -7,8 +7,9 @@ tables have. For each matched pair the record holds the raw numbers of three com
 * **Variance.** Each file keeps V with its 95% interval of log V,
   V · exp(± t_{0.975, ν} · se(log V)) over G groups, ν ≤ G − 1 (:mod:`gradbench.stats.intervals`;
   the engine uses G = 64, fewer only below 64 estimates). So
-  se(log V) ≤ (log high − log low) / (2 t_{0.975, G−1}), with equality for light tails; the
-  comparison uses the right-hand side, on the safe side for a heavy-tailed run. With d = log V_B − log V_A and
+  se(log V) = (log high − log low) / (2 t_{0.975, ν}); the comparison divides by t_{0.975, G−1}
+  instead, which is se for light tails and carries the interval's heavy-tail widening into se
+  otherwise (on the safe side). With d = log V_B − log V_A and
   se_d = √(se_A² + se_B²) (the runs are independent), the ratio V_B/V_A = exp(d) has the 95%
   interval exp(d ± z_{0.975} se_d) and the two-sided p-value 2(1 − Φ(|d| / se_d)); the change
   is significant when p < 0.05, i.e. when the interval excludes 1. Each pair is a separate test:
