@@ -82,11 +82,14 @@ class GradientStatistics:
             raise ValueError(f"more than n_total={self.n_total} estimates added")
         shift = self._first_shift(estimates) if self.added == 0 else self.shift
         width = estimates.shape[1] + PER_SAMPLE_COLUMNS
-        sums = torch.zeros(3, self.groups + 1, width, dtype=torch.float64, device=estimates.device)
+        device = estimates.device
+        count = torch.zeros(self.groups + 1, 1, dtype=torch.float64, device=device)
+        power_sums = torch.zeros(2, self.groups + 1, width, dtype=torch.float64, device=device)
+        sums = (count, power_sums[0], power_sums[1])
         rows = block_rows(estimates.shape[1], estimates.device)
         for start in range(0, m, rows):
             self._add_block(sums, estimates[start : start + rows], self.added + start, shift)
-        count, total, squares = sums[0, :-1, :1], sums[1, :-1], sums[2, :-1]
+        count, total, squares = (part[:-1] for part in sums)
         mean = total / count.clamp(min=1)
         # Σd² − n·mean² of values already shifted by a sample: no cancellation to speak of.
         m2 = (squares - total * mean).clamp_(min=0.0)
@@ -97,8 +100,10 @@ class GradientStatistics:
         self.eps = max(self.eps, torch.finfo(estimates.dtype).eps)
         self.added += m
 
-    def _add_block(self, sums: Tensor, estimates: Tensor, first: int, shift: Tensor) -> None:
-        """Add to ``sums [3, G + 1, P + 3]`` (rows in column 0, Σ values, Σ values²) a block
+    def _add_block(
+        self, sums: tuple[Tensor, Tensor, Tensor], estimates: Tensor, first: int, shift: Tensor
+    ) -> None:
+        """Add to ``sums`` (rows ``[G + 1, 1]``, Σ values and Σ values² ``[G + 1, P + 3]``) a block
         of estimates ``[b, P]``, samples ``first … first + b − 1``, values less ``shift``.
 
         Rows with a NaN or ∞ go to a spare group G, which the caller drops: index_add_ then
@@ -109,9 +114,9 @@ class GradientStatistics:
         b = values.shape[0]
         group, last = (self.groups * row // self.n_total for row in (first, first + b - 1))
         if adds_by_index(values.device) and group == last and bool(finite.all()):
-            sums[0, group, 0] += b
-            sums[1, group] += values.sum(dim=0)
-            sums[2, group] += values.square_().sum(dim=0)
+            sums[0][group] += b
+            sums[1][group] += values.sum(dim=0)
+            sums[2][group] += values.square_().sum(dim=0)
             return
         ids = torch.where(finite, self._group_ids(first, b, values.device), self.groups)
         if adds_by_index(values.device):
@@ -120,7 +125,7 @@ class GradientStatistics:
             values.masked_fill_(~finite.unsqueeze(1), 0.0)
             parts = onehot_sums(values, ids, self.groups + 1)
         for total, part in zip(sums, parts, strict=True):
-            total[:, : part.shape[1]] += part
+            total += part
 
     def _first_shift(self, estimates: Tensor) -> Tensor:
         """The shift ``[P + 3]``: the first row of the first chunk whose coordinates are all
