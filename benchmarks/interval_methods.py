@@ -20,6 +20,8 @@ stream keeps, so the benchmark hands it the two-pass value.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from scipy import special
 from torch import Tensor
@@ -56,18 +58,9 @@ def jackknife(count: Tensor, mean: Tensor, m2: Tensor, **_: Tensor) -> tuple[Ten
 
 
 def jackknife_df(count: Tensor, mean: Tensor, m2: Tensor, **_: Tensor) -> tuple[Tensor, Tensor]:
-    variance, rest = with_trace(count, mean, m2)
-    groups = count.shape[0]
-    logs = rest.log()
-    pseudo = groups * variance.log() - (groups - 1) * logs  # [G, R, W]
-    centred = pseudo - pseudo.mean(0)
-    second = (centred**2).mean(0)
-    kurtosis = (centred**4).mean(0) / second**2
-    df = 2 / (2 / (groups - 1) + (kurtosis - 3) / groups)
-    df = df.clamp(min=1.0, max=groups - 1)
-    quantile = torch.from_numpy(special.stdtrit(df.numpy(), 0.5 + CONFIDENCE / 2))
-    half = quantile * (second * groups / (groups - 1) / groups).sqrt()
-    return variance * torch.exp(-half), variance * torch.exp(half)
+    """gradbench's interval without its 2/n² term (n = ∞ there): Satterthwaite's ν alone."""
+    low, high, _ = library_interval(count, mean, m2, math.inf)
+    return low, high
 
 
 def bca(
@@ -120,15 +113,21 @@ def bonett(
     return torch.exp(centre - Z * se), torch.exp(centre + Z * se)
 
 
-def adopted(count: Tensor, mean: Tensor, m2: Tensor, **_: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """gradbench's interval (:mod:`gradbench.stats.intervals`), with its κ̂ ``[R, P + 1]``."""
+def library_interval(
+    count: Tensor, mean: Tensor, m2: Tensor, n: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`gradbench.stats.intervals.jackknife_log_interval` on every run and column at once,
+    on the groups the summary uses (some data, and more than one estimate left out)."""
     variance, rest = with_trace(count, mean, m2)
     shape = variance.shape
-    usable = count > 0
-    low, high, kurtosis = jackknife_log_interval(
-        variance.flatten(), rest.flatten(1), usable, int(count.sum())
-    )
+    usable = (count > 0) & (count.sum() - count > 1)
+    low, high, kurtosis = jackknife_log_interval(variance.flatten(), rest.flatten(1), usable, n)
     return low.view(shape), high.view(shape), kurtosis.view(shape)
+
+
+def adopted(count: Tensor, mean: Tensor, m2: Tensor, **_: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """gradbench's interval (:mod:`gradbench.stats.intervals`), with its κ̂ ``[R, P + 1]``."""
+    return library_interval(count, mean, m2, int(count.sum()))
 
 
 METHODS = {

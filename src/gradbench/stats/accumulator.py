@@ -86,7 +86,7 @@ class GradientStatistics:
         count = torch.zeros(self.groups + 1, 1, dtype=torch.float64, device=device)
         power_sums = torch.zeros(2, self.groups + 1, width, dtype=torch.float64, device=device)
         sums = (count, power_sums[0], power_sums[1])
-        rows = block_rows(estimates.shape[1], estimates.device)
+        rows = block_rows(estimates.shape[1], device)
         for start in range(0, m, rows):
             self._add_block(sums, estimates[start : start + rows], self.added + start, shift)
         count, total, squares = (part[:-1] for part in sums)

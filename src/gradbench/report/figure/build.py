@@ -212,8 +212,10 @@ def _points(frame: pd.DataFrame, point: Callable[[pd.DataFrame], tuple]) -> Poin
 
 def _estimates(at: pd.DataFrame) -> int:
     """The estimates the replicates at one position used in all; 0 where unknown."""
-    used = pd.to_numeric(at.get("n_used"), errors="coerce") if "n_used" in at else None
-    return 0 if used is None or used.isna().any() else int(used.sum())
+    if "n_used" not in at:
+        return 0
+    used = pd.to_numeric(at["n_used"], errors="coerce")
+    return 0 if used.isna().any() else int(used.sum())
 
 
 def _interval_points(frame: pd.DataFrame) -> Points:
