@@ -23,6 +23,7 @@ from gradbench.analysis.quadrature import Rule
 from gradbench.core import device_copies as constants
 from gradbench.core.device_copies import on_device_of
 from gradbench.core.objective import flat_gradient
+from gradbench.engine.reference import ReferencePlan
 from gradbench.engine.run import RunConfig, run_pair
 from gradbench.estimators.augment_reinforce_merge import DisARM
 from gradbench.estimators.finite_difference import CentralDifference
@@ -39,8 +40,10 @@ from gradbench.objectives.vae import BernoulliVAE, GaussianVAE
 ALPHA = 1e-4
 
 
-def assert_unbiased(objective, estimator, n: int, seed: int, dtype=torch.float32) -> None:
-    config = RunConfig(n_samples=n, seed=seed, dtype=dtype, timing_repeats=0)
+def assert_unbiased(
+    objective, estimator, n: int, seed: int, dtype=torch.float32, reference=ReferencePlan()
+) -> None:
+    config = RunConfig(n_samples=n, seed=seed, dtype=dtype, timing_repeats=0, reference=reference)
     result = run_pair(objective, estimator, config)
     assert result.status == "ok", result.reason
     summary = result.summary
@@ -173,24 +176,24 @@ def test_finite_differences_skip_network_weights_unless_asked():
 def test_vae_gaussian_estimated_reference_agrees_with_the_score_function():
     """The reference is a pathwise mean; leave-one-out REINFORCE never differentiates the
     decoder, so it is an independent check of that mean (and of its standard error)."""
-    objective = GaussianVAE(batch=4, reference_samples=8192)
-    assert_unbiased(objective, LeaveOneOut(K=4), n=10_000, seed=3)
+    objective = GaussianVAE(batch=4)
+    assert_unbiased(objective, LeaveOneOut(K=4), 10_000, 3, reference=ReferencePlan(samples=8192))
 
 
 def test_vae_gaussian_reference_has_its_standard_error_in_the_bias_test():
-    objective = GaussianVAE(batch=4, reference_samples=8192)
-    config = RunConfig(n_samples=4000, seed=4, dtype=torch.float64, timing_repeats=0)
-    result = run_pair(objective, Reparam(), config)
+    plan = ReferencePlan(samples=8192)
+    config = RunConfig(n_samples=4000, seed=4, dtype=torch.float64, timing_repeats=0, reference=plan)
+    result = run_pair(GaussianVAE(batch=4), Reparam(), config)
     assert result.status == "ok", result.reason
-    reference = objective.reference_at(objective.parameters())
+    assert result.reference_estimator == "reparam"
+    assert result.reference_samples >= 8192 and result.reference_samples % 64 == 0
+    assert not result.bias_informative  # reparam made the reference it is measured against
+    summary = result.summary
     # Weights of pixels that are 0 in every image have an exactly zero gradient and error.
-    assert reference.standard_error is not None
-    assert bool((reference.standard_error[reference.gradient != 0] > 0).all())
-    run_se = (result.summary.coordinate_variance / 4000).sqrt()
-    torch.testing.assert_close(
-        result.summary.bias_se, torch.sqrt(run_se**2 + reference.standard_error**2)
-    )
-    assert result.summary.bias_p >= ALPHA
+    assert summary.reference_se is not None
+    assert bool((summary.reference_se[summary.reference != 0] > 0).all())
+    run_se = (summary.coordinate_variance / 4000).sqrt()
+    torch.testing.assert_close(summary.bias_se, torch.sqrt(run_se**2 + summary.reference_se**2))
 
 
 def test_the_bundled_data_are_scikit_learns():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -13,6 +14,8 @@ from gradbench.core.errors import InputError, did_you_mean
 from gradbench.core.estimator import Estimator
 from gradbench.core.objective import Objective
 from gradbench.core.routing import Side, declared, reaches, split_key
+from gradbench.engine.reference import ReferencePlan, reference_estimator
+from gradbench.engine.reference_cache import default_cache_dir
 from gradbench.engine.run import RunConfig, RunResult, run_pair
 from gradbench.extend import registry
 from gradbench.extend.conformance import ConformanceReport, check_estimator
@@ -53,6 +56,46 @@ def resolve_dtype(name: str) -> torch.dtype:
     if name not in DTYPES:
         raise InputError(f"unknown dtype {name!r}; valid choices: {', '.join(DTYPES)}")
     return DTYPES[name]
+
+
+@dataclass(frozen=True)
+class ReferenceOptions:
+    """How the reference of an objective without one of its own is estimated
+    (:mod:`gradbench.engine.reference`), as plain data a sweep ships to its workers: a fixed
+    number of estimates (None: sized to each run), the estimator by registered name (None: the
+    default choice; its options come from ``NAME.KEY`` settings), and the disk cache (on, at
+    ``cache_dir`` or :func:`~gradbench.engine.reference_cache.default_cache_dir`)."""
+
+    samples: int | None = None
+    estimator: str | None = None
+    cache: bool = True
+    cache_dir: str | None = None
+
+    def plan(self, settings: Mapping[str, object] | None = None) -> ReferencePlan:
+        """The engine's plan; raises :class:`InputError` for an unknown estimator name or a
+        sample count below one."""
+        if self.samples is not None and self.samples < 1:
+            raise InputError(f"reference samples must be a positive integer, got {self.samples}")
+        estimator = None
+        if self.estimator is not None:
+            own = {k: v for k, v in (settings or {}).items() if k.startswith(f"{self.estimator}.")}
+            estimator = build_estimator(self.estimator, own)
+        cache_dir = None
+        if self.cache:
+            cache_dir = Path(self.cache_dir) if self.cache_dir else default_cache_dir()
+        return ReferencePlan(estimator=estimator, samples=self.samples, cache_dir=cache_dir)
+
+    def manifest(self) -> dict:
+        """What decides a reference's numbers (the cache only saves time)."""
+        return {"reference_samples": self.samples, "reference_estimator": self.estimator}
+
+
+def check_references(objectives: Sequence[Objective], plan: ReferencePlan) -> None:
+    """Refuse, before anything runs, an objective without a reference of its own that no
+    estimator can estimate, or a reference estimator that cannot run on it."""
+    for objective in objectives:
+        if not objective.has_own_reference():
+            reference_estimator(objective, plan.estimator)
 
 
 def _split_settings(
@@ -169,6 +212,7 @@ def run_comparison(
     arguments: dict | None = None,
     timing_guard: Callable[[], AbstractContextManager[object]] | None = None,
     on_progress: ProgressCallback | None = None,
+    reference: ReferenceOptions | None = None,
 ) -> Comparison:
     """Run every (objective, estimator) pair and return the full record.
 
@@ -180,11 +224,14 @@ def run_comparison(
     ``NAME.KEY`` (one objective or estimator) to a value. ``on_result`` is called after each
     pair, ``on_progress(done, total, pair)`` after each chunk of estimates with the pairs done
     (a fraction for the one running) out of the total; ``arguments`` (the command line, say)
-    is saved in the provenance; ``timing_guard`` is entered around each pair's timed repeats.
-    Ctrl-C stops the loop and returns what finished, with ``interrupted=True``.
+    is saved in the provenance; ``timing_guard`` is entered around each pair's timed repeats;
+    ``reference`` says how references without a closed form are estimated (default:
+    :class:`ReferenceOptions`). Ctrl-C stops the loop and returns what finished, with
+    ``interrupted=True``.
     Raises :class:`~gradbench.core.errors.InputError` for bad input before anything runs.
     """
     check_run_options(n_samples, chunk_size, timing_repeats, seed)
+    reference_plan = (reference or ReferenceOptions()).plan(settings)
     config = RunConfig(
         n_samples=n_samples or RunConfig.n_samples,
         seed=seed,
@@ -193,8 +240,10 @@ def run_comparison(
         chunk_size=chunk_size,
         timing_repeats=timing_repeats,
         timing_guard=timing_guard,
+        reference=reference_plan,
     )
     chosen_objectives, chosen_estimators = instantiate(objectives, estimators, settings)
+    check_references(chosen_objectives, reference_plan)
     results: list[RunResult] = []
     interrupted = False
     total = len(chosen_objectives) * len(chosen_estimators)

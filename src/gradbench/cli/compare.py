@@ -37,6 +37,10 @@ def compare(
     set_: options.Settings = None,
     chunk_size: options.ChunkSize = None,
     repeats: options.Repeats = RunConfig.timing_repeats,
+    reference_samples: options.ReferenceSamples = None,
+    reference_estimator: options.ReferenceEstimator = None,
+    no_cache: options.NoCache = False,
+    cache_dir: options.CacheDir = None,
     csv: Annotated[
         Path | None, typer.Option(metavar="PATH", help="Write the main table as CSV.")
     ] = None,
@@ -67,7 +71,18 @@ def compare(
         with progress("comparing", unit="pairs") as update:
             comparison = run_comparison(
                 **options.run_arguments(
-                    objectives, estimator, samples, seed, device, dtype, set_, chunk_size, repeats
+                    objectives,
+                    estimator,
+                    samples,
+                    seed,
+                    device,
+                    dtype,
+                    set_,
+                    chunk_size,
+                    repeats,
+                    options.reference_options(
+                        reference_samples, reference_estimator, no_cache, cache_dir
+                    ),
                 ),
                 on_progress=update,
                 arguments=_arguments(ctx),

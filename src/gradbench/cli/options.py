@@ -11,8 +11,9 @@ from typing import Annotated
 
 import typer
 
-from gradbench.api import DEVICES, DTYPES, SEED_RANGE
+from gradbench.api import DEVICES, DTYPES, SEED_RANGE, ReferenceOptions
 from gradbench.core.settings import parse_assignment
+from gradbench.engine.reference import GROUPS, MAX_SAMPLES, PRECISION
 from gradbench.engine.run import RunConfig
 
 
@@ -54,10 +55,12 @@ def run_arguments(
     assignments: list[str] | None,
     chunk_size: int | None,
     repeats: int,
+    reference: ReferenceOptions,
 ) -> dict[str, object]:
     """The options ``compare`` and ``sweep`` share, as keyword arguments of
     :func:`gradbench.api.run_comparison` and :func:`gradbench.sweep`."""
     return {
+        "reference": reference,
         "objectives": objectives,
         "estimators": estimators,
         "n_samples": samples,
@@ -146,6 +149,53 @@ Repeats = Annotated[
         " it has enough, else extra calls; 0 skips timing.",
     ),
 ]
+ReferenceSamples = Annotated[
+    int | None,
+    typer.Option(
+        "--reference-samples",
+        parser=POSITIVE,
+        metavar="N",
+        help="Estimates of an estimated reference (objectives without a closed form), rounded"
+        f" up to {GROUPS} groups × one call's rows × 2^j (default: sized to each run, aiming at"
+        f" a standard error ≤ {PRECISION:g}× the run's, at most {MAX_SAMPLES}).",
+        show_default=False,
+    ),
+]
+ReferenceEstimator = Annotated[
+    str | None,
+    typer.Option(
+        "--reference-estimator",
+        metavar="NAME",
+        help="Unbiased estimator of an estimated reference (default: reparam where it"
+        " applies, else rloo, else reinforce).",
+        show_default=False,
+    ),
+]
+NoCache = Annotated[
+    bool,
+    typer.Option("--no-cache", help="Estimate references afresh, without the disk cache."),
+]
+CacheDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        metavar="DIR",
+        help="Where estimated references are cached (default: $GRADBENCH_CACHE_DIR, else"
+        " ~/.cache/gradbench).",
+        show_default=False,
+    ),
+]
+
+
+def reference_options(
+    samples: int | None, estimator: str | None, no_cache: bool, cache_dir: Path | None
+) -> ReferenceOptions:
+    """The reference options of the command line."""
+    return ReferenceOptions(
+        samples, estimator, not no_cache, None if cache_dir is None else str(cache_dir)
+    )
+
+
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace output files that exist.")]
 Results = Annotated[
     Path,

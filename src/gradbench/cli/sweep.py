@@ -124,6 +124,10 @@ def sweep(
     set_: options.Settings = None,
     chunk_size: options.ChunkSize = None,
     repeats: options.Repeats = RunConfig.timing_repeats,
+    reference_samples: options.ReferenceSamples = None,
+    reference_estimator: options.ReferenceEstimator = None,
+    no_cache: options.NoCache = False,
+    cache_dir: options.CacheDir = None,
     executor: Executor = "inprocess",
     workers: Workers = None,
     scheduler: Scheduler = None,
@@ -151,7 +155,18 @@ def sweep(
         with progress("sweeping", unit="tasks") as update:
             result = run_sweep(
                 **options.run_arguments(
-                    objectives, estimator, samples, seed, device, dtype, set_, chunk_size, repeats
+                    objectives,
+                    estimator,
+                    samples,
+                    seed,
+                    device,
+                    dtype,
+                    set_,
+                    chunk_size,
+                    repeats,
+                    options.reference_options(
+                        reference_samples, reference_estimator, no_cache, cache_dir
+                    ),
                 ),
                 axes=[*map(parse_list, param or []), *map(parse_scan, param_scan or [])],
                 replicates=seeds,

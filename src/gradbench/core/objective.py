@@ -10,9 +10,11 @@ An objective owns
 * q_θ as a ``torch.distributions.Distribution`` whose batch shape is the leading sample dims and
   whose event shape is one draw, for ``log_prob`` (:meth:`distribution`);
 * the cost f(x; θ) (:meth:`cost`);
-* the exact expectation J(θ) in closed form (:meth:`expected_cost`), which autograd differentiates
-  into the exact gradient (:meth:`exact_gradient`); where no exact value exists, the objective
-  overrides :meth:`reference_gradient` with a high-precision estimate and its standard error;
+* optionally, the exact expectation J(θ) in closed form (:meth:`expected_cost`), which autograd
+  differentiates into the exact gradient (:meth:`exact_gradient`), or a reference gradient of its
+  own (:meth:`reference_gradient`: quadrature, dynamic programming). An objective with neither
+  gets an **estimated** reference from the engine (:mod:`gradbench.engine.reference`): a large
+  run of an unbiased estimator with its standard error, which every objective can have;
 * optionally a part of J known in closed form, J(θ) = E_{q_θ}[f(x; θ)] + h(θ)
   (:meth:`analytic_term`, e.g. an ELBO's −KL(q_θ ‖ p)). The engine adds the exact ∇h to every
   estimate, so estimators see only E[f], the way ELBO gradients are computed in practice; ∇h is
@@ -144,13 +146,23 @@ class Objective(ABC):
     def cost(self, x: Tensor, params: Params) -> Tensor:
         """f(x; θ) for x ``[*S, *event]``, returning ``[*S]``."""
 
-    @abstractmethod
     def expected_cost(self, params: Params) -> Tensor:
-        """J(θ) = E_{q_θ}[f(x; θ)] + h(θ) exactly, a scalar differentiable in θ.
+        """J(θ) = E_{q_θ}[f(x; θ)] + h(θ) exactly, a scalar differentiable in θ, where a closed
+        form (or quadrature, enumeration) exists. Objectives without one leave it out: the engine
+        then estimates the reference gradient (:meth:`has_own_reference`)."""
+        raise NotImplementedError(
+            f"{self.name} has no closed form: it does not define expected_cost"
+        )
 
-        Objectives without a closed form raise ``NotImplementedError`` and override
-        :meth:`reference_gradient`.
-        """
+    @classmethod
+    def has_own_reference(cls) -> bool:
+        """Whether the class gives its reference gradient itself (it defines
+        :meth:`expected_cost` or :meth:`reference_gradient`); otherwise the engine estimates
+        it (:mod:`gradbench.engine.reference`)."""
+        return (
+            cls.expected_cost is not Objective.expected_cost
+            or cls.reference_gradient is not Objective.reference_gradient
+        )
 
     def elements_per_evaluation(self, params: Params) -> int:
         """Scalars one cost evaluation holds per estimate (its intermediates beside x and θ),
@@ -175,7 +187,8 @@ class Objective(ABC):
     def reference_gradient(self, params: Params) -> Reference:
         """The gradient bias is measured against; exact (:meth:`exact_gradient`) by default.
 
-        Overrides compute it here; callers use :meth:`reference_at`, which remembers it."""
+        Overrides compute it here; callers use :meth:`reference_at`, which remembers it. Only
+        for objectives that :meth:`has_own_reference`."""
         return Reference(self.exact_gradient(params))
 
     def reference_at(self, params: Params) -> Reference:

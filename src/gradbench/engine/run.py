@@ -15,17 +15,25 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
 
 from gradbench.core.estimator import Estimator
-from gradbench.core.objective import Objective
+from gradbench.core.objective import Objective, Reference
 from gradbench.core.params import ParamLayout, Params
 from gradbench.core.seeding import derive_seed
 from gradbench.core.status import Status
 from gradbench.engine.memory import chunk_budget, describe_bytes
+from gradbench.engine.reference import (
+    MAX_ROWS_PER_CALL,
+    ReferencePlan,
+    estimate_reference,
+    reference_dtype,
+    reference_estimator,
+    run_variance_of,
+)
 from gradbench.engine.timing import ChunkClock, Timing, time_per_sample, timing_warning
 from gradbench.stats.accumulator import DEFAULT_GROUPS, GradientStatistics, state_bytes
 from gradbench.stats.intervals import interval_is_trusted, samples_needed
@@ -61,6 +69,8 @@ class RunConfig:
     timing_guard: Callable[[], AbstractContextManager[object]] | None = None
     #: Called after each chunk with the estimates added so far (a progress display, say).
     on_chunk: Callable[[int], None] | None = None
+    #: How the reference of an objective without one of its own is estimated.
+    reference: ReferencePlan = field(default_factory=ReferencePlan)
 
 
 @dataclass
@@ -81,6 +91,13 @@ class RunResult:
     summary: Summary | None = None
     timing: Timing | None = None
     warnings: list[str] = field(default_factory=list)
+    #: How the reference was obtained (the ``reference`` column).
+    reference_method: str = ""
+    #: The estimator of an estimated reference and its estimates ("" and 0 otherwise).
+    reference_estimator: str = ""
+    reference_samples: int = 0
+    #: False when the estimator made its own reference: its bias test cannot see its bias.
+    bias_informative: bool = True
 
 
 class MemoryBudgetError(ValueError):
@@ -179,9 +196,12 @@ def _measure(
 ) -> None:
     # The reference is taken at the parameters as the run's dtype represents them.
     exact_params = {k: v.double().cpu() for k, v in params.items()}
-    reference = objective.reference_at(exact_params)
+    own = objective.has_own_reference()
+    reference = objective.reference_at(exact_params) if own else None
+    result.reference_method = objective.reference_method if own else ""
     analytic = objective.analytic_gradient(exact_params)
     offset = None if analytic is None else analytic.to(config.device, config.dtype)
+    _check_cost_shape(objective, params, config.device)
     generator = torch.Generator(device=config.device).manual_seed(result.run_seed)
     chunk = choose_chunk_size(objective, params, result.evals_per_sample, config)
 
@@ -190,31 +210,37 @@ def _measure(
         _check_output(estimator.name, g, (m, result.grad_dim), config)
         return g if offset is None else g + offset
 
-    def fresh_statistics() -> GradientStatistics:
-        return GradientStatistics(
-            reference.gradient.to(config.device),
-            config.n_samples,
-            reference.standard_error,
-            reference.degrees_of_freedom,
-        )
-
-    statistics = fresh_statistics()
+    statistics: GradientStatistics | None = None
     clock = ChunkClock(config.device)
     initial = generator.get_state()
     started = time.perf_counter()
-    while statistics.added < config.n_samples:
-        m = min(chunk, config.n_samples - statistics.added)
+    while statistics is None or statistics.added < config.n_samples:
+        added = 0 if statistics is None else statistics.added
+        m = min(chunk, config.n_samples - added)
         try:
             with clock.timing(m):
                 chunk_estimates = estimates(m)
+            if reference is None:  # sized against this first chunk's noise
+                paused = time.perf_counter()
+                reference = _estimated_reference(
+                    objective, exact_params, chunk_estimates, config, result
+                )
+                started += time.perf_counter() - paused
+            if statistics is None:
+                statistics = GradientStatistics(
+                    reference.gradient.to(config.device),
+                    config.n_samples,
+                    reference.standard_error,
+                    reference.degrees_of_freedom,
+                )
             statistics.add(chunk_estimates)
         except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError from torch 2.5 on
             if m == 1:
                 raise
             # Start the pass again with half the chunk, from the generator's first state: the
             # run then is the one its recorded chunk size makes (out of memory comes early).
-            chunk_estimates = None  # let the failed chunk's memory go before the retry
-            chunk, statistics = _halved(m), fresh_statistics()
+            chunk_estimates = statistics = None  # let the failed chunk's memory go first
+            chunk = _halved(m)
             generator.set_state(initial)
             clock.forget()
             started = time.perf_counter()
@@ -231,9 +257,63 @@ def _measure(
         )
     if config.timing_repeats > 0:
         result.timing = _timing(clock, estimates, chunk, seconds_per_estimate, config, result)
-    result.warnings = _warnings(
-        result.summary, result.timing, result.labels, competes=estimator.unbiased
+    result.warnings = [
+        *result.warnings,
+        *_warnings(result.summary, result.timing, result.labels, competes=estimator.unbiased),
+    ]
+
+
+def _estimated_reference(
+    objective: Objective,
+    exact_params: Params,
+    first_chunk: Tensor,
+    config: RunConfig,
+    result: RunResult,
+) -> Reference:
+    """The estimated reference of an objective without one of its own, sized for this run
+    (:mod:`gradbench.engine.reference`), recorded on ``result``."""
+    estimator = reference_estimator(objective, config.reference.estimator)
+    rows = choose_chunk_size(
+        objective,
+        exact_params,
+        estimator.evals_per_sample(result.grad_dim),
+        replace(config, dtype=reference_dtype(config.device), n_samples=MAX_ROWS_PER_CALL),
     )
+    estimated = estimate_reference(
+        objective,
+        estimator,
+        exact_params,
+        config.reference,
+        config.device,
+        rows,
+        run_variance_of(first_chunk),
+        config.n_samples,
+        result.labels,
+    )
+    result.reference_method = estimated.description
+    result.reference_estimator = estimated.estimator.name
+    result.reference_samples = estimated.samples
+    result.bias_informative = not estimated.made_by(result.estimator)
+    if estimated.warning:
+        result.warnings.append(estimated.warning)
+    return estimated.reference
+
+
+def _check_cost_shape(objective: Objective, params: Params, device: torch.device) -> None:
+    """Refuse, before any estimate, a cost that does not return ``[*S]`` for draws ``[*S,
+    *event]`` (two draws, then with an extra leading dim): an estimator would otherwise
+    broadcast it silently into a wrong estimate. Draws on a generator of its own."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    x = objective.sample(params, 2, generator)
+    for draws, expected in ((x, (2,)), (x.unsqueeze(0), (1, 2))):
+        with torch.no_grad():
+            shape = tuple(objective.cost(draws, params).shape)
+        if shape != expected:
+            raise ValueError(
+                f"{objective.name}.cost returned shape {shape} for draws of shape"
+                f" {tuple(draws.shape)}, expected {expected}: one cost per draw, the draw's"
+                " event dims reduced"
+            )
 
 
 def _timing(

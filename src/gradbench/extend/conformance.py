@@ -138,8 +138,11 @@ class Check:
 
 @dataclass
 class ConformanceReport:
-    estimator: str
+    """The checks of one estimator or objective (``kind``), named ``subject``."""
+
+    subject: str
     checks: list[Check] = field(default_factory=list)
+    kind: str = "estimator"
 
     @property
     def passed(self) -> bool:

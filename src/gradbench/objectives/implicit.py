@@ -42,31 +42,44 @@ class RsampleObjective(Objective):
 
     def noise(self, n: int, params: Params, generator: torch.Generator) -> Tensor:
         """n seeds; the first seeds the draw of all n samples."""
-        return torch.randint(0, 2**62, (n,), generator=generator, device=generator.device)
+        return seed_noise(n, generator)
 
     def transform(self, noise: Tensor, params: Params) -> Tensor:
-        """Draws of shape ``[*S, *batch, *event]`` for seeds ``[*S, *batch]``, with the first seed.
+        """Draws of shape ``[*S, *batch, *event]`` for seeds ``[*S, *batch]``, with the first
+        seed (:func:`seeded_draw`)."""
+        return seeded_draw(self.family(params), noise, self.name)
 
-        Only the generator of the seeds' device is seeded, and its state is put back after.
-        """
-        distribution = self.family(params)
-        batch = tuple(distribution.batch_shape)
-        if batch and tuple(noise.shape[noise.dim() - len(batch) :]) != batch:
-            raise ValueError(
-                f"{self.name}: parameters with batch shape {batch} cannot be paired with "
-                f"{tuple(noise.shape)} draws"
-            )
-        sample_shape = noise.shape[: noise.dim() - len(batch)]
-        if noise.is_cuda:
-            generator = torch.cuda.default_generators[noise.device.index or 0]
-        else:
-            generator = torch.random.default_generator
-        state = generator.get_state()
-        try:
-            generator.manual_seed(int(noise.reshape(-1)[0]))
-            return distribution.rsample(sample_shape)
-        finally:
-            generator.set_state(state)
+
+def seed_noise(n: int, generator: torch.Generator) -> Tensor:
+    """n seeds ``[n]`` int64 from the run's generator, on its device; the first seeds a draw."""
+    return torch.randint(0, 2**62, (n,), generator=generator, device=generator.device)
+
+
+def seeded_draw(
+    distribution: Distribution, seeds: Tensor, owner: str, reparameterized: bool = True
+) -> Tensor:
+    """Draws ``[*S, *batch, *event]`` of ``distribution`` for seeds ``[*S, *batch]``: its
+    ``rsample`` (or ``sample`` where not ``reparameterized``) in a generator state seeded by
+    the first seed. Only the generator of the seeds' device is seeded, and its state is put
+    back after; ``owner`` names the objective in the error for mismatched shapes."""
+    batch = tuple(distribution.batch_shape)
+    if batch and tuple(seeds.shape[seeds.dim() - len(batch) :]) != batch:
+        raise ValueError(
+            f"{owner}: parameters with batch shape {batch} cannot be paired with "
+            f"{tuple(seeds.shape)} draws"
+        )
+    sample_shape = seeds.shape[: seeds.dim() - len(batch)]
+    if seeds.is_cuda:
+        generator = torch.cuda.default_generators[seeds.device.index or 0]
+    else:
+        generator = torch.random.default_generator
+    state = generator.get_state()
+    try:
+        generator.manual_seed(int(seeds.reshape(-1)[0]))
+        draw = distribution.rsample if reparameterized else distribution.sample
+        return draw(sample_shape)
+    finally:
+        generator.set_state(state)
 
 
 class GammaSquare(RsampleObjective):

@@ -20,8 +20,8 @@ from torch.func import functional_call, vmap
 from gradbench.core.params import Params
 
 
-def batched_call(module: nn.Module, params: Params, inputs: Tensor) -> Tensor:
-    """``module(inputs)`` with its parameters replaced by ``params``.
+def batched_call(module: nn.Module, params: Params, *inputs: Tensor) -> Tensor:
+    """``module(*inputs)`` with its parameters replaced by ``params``.
 
     ``params`` hold every parameter of ``module`` with shape ``[*B, *shape]`` (the same leading
     dims B for all, possibly none); ``inputs`` are shared by every index of B. Returns
@@ -30,9 +30,9 @@ def batched_call(module: nn.Module, params: Params, inputs: Tensor) -> Tensor:
     name, value = next(iter(params.items()))
     batch = value.shape[: value.dim() - module.get_parameter(name).dim()]
     if not batch:
-        return functional_call(module, params, (inputs,))
+        return functional_call(module, params, inputs)
     flat = {k: v.reshape(math.prod(batch), *v.shape[len(batch) :]) for k, v in params.items()}
-    output = vmap(lambda p: functional_call(module, p, (inputs,)))(flat)
+    output = vmap(lambda p: functional_call(module, p, inputs))(flat)
     return output.reshape(*batch, *output.shape[1:])
 
 

@@ -15,10 +15,10 @@ the analytic term whose exact gradient the engine adds to every estimate. One sa
 z per image: the event is ``[B, L]``.
 
 * ``vae-gaussian``: L = 4, q = N(m_φ(x), diag s_φ(x)²) with s = softplus, prior N(0, I). The
-  expectation has no closed form, so the reference is **estimated**: the mean of
-  ``reference_samples`` pathwise gradients (float64, its own seed), with the standard error from
-  64 contiguous groups; the bias test adds that error to the run's
-  (:mod:`gradbench.stats.summary`).
+  expectation has no closed form and the class defines none, so the engine **estimates** the
+  reference (:mod:`gradbench.engine.reference`): pathwise gradients in float64 on their own
+  seed stream, their standard error from independent blocks, sized to each run; the bias test
+  adds that error to the run's (:mod:`gradbench.stats.summary`).
 * ``vae-bernoulli``: L = 8, q = Π Bernoulli(sigmoid(ℓ_φ(x))), prior Bernoulli(½)^L — the setting
   of the REBAR, RELAX and DisARM papers in miniature. The reference is **exact**: each image's
   expectation is a sum over the 2⁸ latent states.
@@ -45,17 +45,14 @@ from torch.func import functional_call
 
 from gradbench.core.device_copies import on_device_of
 from gradbench.core.errors import InputError
-from gradbench.core.objective import Capability, Objective, Reference
-from gradbench.core.params import ParamLayout, Params
-from gradbench.core.seeding import derive_seed
+from gradbench.core.objective import Capability, Objective
+from gradbench.core.params import Params
 from gradbench.core.settings import Setting, at_least
 from gradbench.objectives.datasets import binary_digits
 from gradbench.objectives.networks import batched_call, module_parameters
 
 HIDDEN = 32
 PIXELS = 64
-#: Groups of the estimated reference: its standard error is their spread / √64.
-REFERENCE_GROUPS = 64
 
 
 def build_networks(latent: int, encoder_outputs: int) -> tuple[nn.Sequential, nn.Sequential]:
@@ -195,22 +192,12 @@ def _pretrained(cls: type[_VariationalAutoencoder]) -> Pretrained:
 
 
 class GaussianVAE(_VariationalAutoencoder):
-    """ELBO of a VAE with Gaussian latents (L = 4); θ = encoder weights; estimated reference."""
+    """ELBO of a VAE with Gaussian latents (L = 4); θ = encoder weights; no closed form, so the
+    reference is estimated by the engine."""
 
     name = "vae-gaussian"
     description = "VAE on 8×8 digits, Gaussian latent, ∇ of the ELBO w.r.t. encoder weights"
     has_rsample = True
-    reference_method = "estimated (pathwise mean ± its standard error)"
-    settings = (
-        *_VariationalAutoencoder.settings,
-        Setting(
-            "reference_samples",
-            int,
-            32768,
-            "pathwise draws of the estimated reference",
-            at_least(2 * REFERENCE_GROUPS),
-        ),
-    )
     latent = 4
     encoder_outputs = 2 * latent
     weights_file = "vae-gaussian.pt"
@@ -236,33 +223,6 @@ class GaussianVAE(_VariationalAutoencoder):
     def analytic_term(self, params: Params) -> Tensor:
         """−(1/B) Σ_b KL(N(m_b, s_b²) ‖ N(0, I))."""
         return -gaussian_kl(*self.posterior(params)).mean(-1)
-
-    def expected_cost(self, params: Params) -> Tensor:
-        raise NotImplementedError(f"{self.name} has no closed form; see reference_gradient")
-
-    def reference_gradient(self, params: Params) -> Reference:
-        """Mean and standard error of ``reference_samples`` pathwise gradients (float64, CPU),
-        from 64 groups: each group's mean gradient is one backward pass."""
-        samples = int(self.setting("reference_samples"))
-        generator = torch.Generator().manual_seed(derive_seed(0, self.name, "reference"))
-        leaves = {k: v.detach().to(torch.float64).requires_grad_() for k, v in params.items()}
-        layout = ParamLayout.of(leaves)
-        base, extra = divmod(samples, REFERENCE_GROUPS)
-        sizes = [base + (group < extra) for group in range(REFERENCE_GROUPS)]
-        group_means = []
-        for size in sizes:
-            noise = self.noise(size, leaves, generator)
-            with torch.enable_grad():
-                value = self.cost(self.transform(noise, leaves), leaves).mean()
-                grads = torch.autograd.grad(value, list(leaves.values()))
-            group_means.append(layout.flatten(dict(zip(leaves, grads, strict=True))))
-        means = torch.stack(group_means)  # [G, P]
-        weights = torch.tensor(sizes, dtype=torch.float64).unsqueeze(1) / samples
-        mean = (weights * means).sum(0)
-        # Equal-sized groups up to one sample: the spread of group means / √G.
-        standard_error = means.std(0) / math.sqrt(REFERENCE_GROUPS)
-        analytic = self.analytic_gradient(params)
-        return Reference(mean + analytic, standard_error, REFERENCE_GROUPS - 1)
 
 
 class BernoulliVAE(_VariationalAutoencoder):

@@ -20,6 +20,7 @@ from torch import Tensor
 from gradbench.engine.run import RunConfig, RunResult
 from gradbench.records.files import write_atomic
 from gradbench.records.ranking import mark_best
+from gradbench.stats.summary import Summary
 
 NAN = math.nan
 
@@ -43,7 +44,11 @@ COLUMNS = (
     "evals_per_sample",
     "declared_unbiased",
     "reference",
+    "reference_estimator",
+    "reference_samples",
+    "made_reference",
     "reference_se_max",
+    "reference_se_ratio",
     "true_grad_norm",
     "variance",
     "variance_ci_low",
@@ -100,6 +105,7 @@ INTEGER_COLUMNS = (
     "timing_repeats",
     "timing_batch",
     "chunk_size",
+    "reference_samples",
 )
 
 
@@ -190,7 +196,10 @@ def _row(result: RunResult, config: RunConfig, provenance: dict) -> dict:
         grad_dim=result.grad_dim,
         evals_per_sample=result.evals_per_sample,
         declared_unbiased=result.estimator.unbiased,
-        reference=result.objective.reference_method,
+        reference=result.reference_method or result.objective.reference_method,
+        reference_estimator=result.reference_estimator or NAN,
+        reference_samples=result.reference_samples or NAN,
+        made_reference=not result.bias_informative,
         warnings=WARNING_SEPARATOR.join(result.warnings),
         gradbench_version=provenance["gradbench_version"],
         torch_version=provenance["torch_version"],
@@ -204,6 +213,7 @@ def _row(result: RunResult, config: RunConfig, provenance: dict) -> dict:
             n_nonfinite=summary.n_nonfinite,
             true_grad_norm=float(summary.reference.norm()),
             reference_se_max=_largest(summary.reference_se),
+            reference_se_ratio=_reference_se_ratio(summary),
             variance=summary.variance,
             variance_ci_low=summary.variance_ci[0],
             variance_ci_high=summary.variance_ci[1],
@@ -221,6 +231,8 @@ def _row(result: RunResult, config: RunConfig, provenance: dict) -> dict:
             chunk_size=result.chunk_size,
             evals_variance=summary.variance * result.evals_per_sample,
         )
+    if not result.bias_informative:  # tested against its own draws' mean: blind to its bias
+        row.update(bias_z_max=NAN, bias_p=NAN)
     if timing is not None:
         row.update(
             time_per_sample_s=timing.per_sample_s,
@@ -236,6 +248,19 @@ def _row(result: RunResult, config: RunConfig, provenance: dict) -> dict:
 def _largest(values: Tensor | None) -> float:
     """The largest entry, NaN for None (an exact reference has no standard error)."""
     return NAN if values is None else float(values.max())
+
+
+def _reference_se_ratio(summary: Summary) -> float:
+    """max_d se_d(reference) / se_d(run mean) over the coordinates the run varies on; NaN for
+    an exact reference. An estimated reference aims at ≤ 0.25
+    (:mod:`gradbench.engine.reference`)."""
+    if summary.reference_se is None:
+        return NAN
+    run_se = (summary.coordinate_variance.double().cpu() / summary.n_used).sqrt()
+    varies = run_se > 0
+    if not bool(varies.any()):
+        return NAN
+    return float((summary.reference_se.double().cpu()[varies] / run_se[varies]).max())
 
 
 def _raw(value: object) -> object:

@@ -21,7 +21,7 @@ from gradbench.records.comparison import COLUMNS, DETAIL_COLUMNS, INTEGER_COLUMN
 
 SUFFIXES = (".csv", ".json")
 #: What identifies a main table. Other columns of COLUMNS that a file lacks (written by a
-#: version before they existed) read as undefined: empty, and ``best`` false.
+#: version before they existed) read as undefined: empty, and ``best``, ``made_reference`` false.
 REQUIRED_COLUMNS = ("objective", "estimator", "status", "variance")
 #: Text columns that are empty for most rows; CSV readers turn an empty cell into NaN.
 TEXT_COLUMNS = ("reason", "warnings")
@@ -37,6 +37,8 @@ _NOT_NUMBERS = (
     "dtype",
     "declared_unbiased",
     "reference",
+    "reference_estimator",
+    "made_reference",
     "warnings",
     "gradbench_version",
     "torch_version",
@@ -166,7 +168,8 @@ def _main_table(table: pd.DataFrame, path: Path) -> pd.DataFrame:
             f"{str(path)!r} is not a gradbench result table{hint}; missing columns: "
             + ", ".join(missing)
         )
-    older = {c: False if c == "best" else math.nan for c in COLUMNS if c not in table.columns}
+    flags = ("best", "made_reference")
+    older = {c: False if c in flags else math.nan for c in COLUMNS if c not in table.columns}
     table = table.assign(**older)
     for column in NUMBER_COLUMNS:
         try:

@@ -58,7 +58,10 @@ def _estimator(row: dict) -> str:
 
 
 def _bias(row: dict) -> str:
-    """The verdict alone: the section's title says when the reference is estimated."""
+    """The verdict alone (the section's title says when the reference is estimated); ``ref``
+    for the estimator that made the estimated reference, whose bias it cannot test."""
+    if row.get("made_reference") is True:
+        return "ref"
     return "—" if math.isnan(row["bias_p"]) else bias_verdict(row, with_reference=False)
 
 

@@ -28,7 +28,14 @@ from gradbench.core.status import Status
 from gradbench.engine.run import MIN_RELIABLE_SAMPLES
 from gradbench.records.ranking import BIAS_SIGNIFICANCE, is_candidate, timing_is_stable
 from gradbench.report.columns import DEFAULT_COLUMNS, Column, check_names, columns
-from gradbench.report.format import BEST_MARK, BEST_RULE, number, objective_labels, sample_counts
+from gradbench.report.format import (
+    BEST_MARK,
+    BEST_RULE,
+    has_made_reference,
+    number,
+    objective_labels,
+    sample_counts,
+)
 from gradbench.stats.intervals import SAMPLES_PER_KURTOSIS
 
 
@@ -55,7 +62,7 @@ def sections(table: pd.DataFrame, sort: str | None = None) -> list[Section]:
         mine = [row for row, own in zip(records, labels, strict=True) if own == label]
         measured = [row for row in mine if row["status"] == Status.OK]
         section = Section(
-            title=_title(label, measured[0] if measured else mine[0]),
+            title=_title(label, measured or mine),
             rows=_ordered(measured, sort),
             skipped=[row["estimator"] for row in mine if row["status"] == Status.SKIPPED],
             failed=[
@@ -69,11 +76,17 @@ def sections(table: pd.DataFrame, sort: str | None = None) -> list[Section]:
     return shown
 
 
-def _title(label: str, row: dict) -> str:
+def _title(label: str, rows: list[dict]) -> str:
+    """The objective, n and its reference: how it is obtained, or for an estimated one the
+    estimator that made it and its largest standard error over the section's rows (each pair's
+    reference is sized to its run)."""
+    row = rows[0]
     reference = str(row.get("reference") or "")
-    error = row.get("reference_se_max")
-    if error is not None and not pd.isna(error):
-        reference += f", largest error ±{number(error)}"
+    errors = [r["reference_se_max"] for r in rows if not pd.isna(r.get("reference_se_max"))]
+    if errors:
+        made_by = row.get("reference_estimator")
+        reference = "estimated" if pd.isna(made_by) else f"estimated by {made_by}"
+        reference += f", largest error ±{number(max(errors))}"
     return f"{label}  (n = {row['n_samples']}; reference {reference})"
 
 
@@ -155,10 +168,17 @@ def _ratio(value: float) -> str:
 
 CAPTION = (
     "variance: trace of the covariance of one estimate [95% interval]. bias: n.s. = not"
-    f" distinguishable from zero (Bonferroni p ≥ {BIAS_SIGNIFICANCE:g}). work×var = variance ×"
-    f" seconds per estimate, the variance at equal compute: lower is better. {BEST_RULE}."
-    " --wide shows every column; the CSV and JSON hold every number."
+    f" distinguishable from zero (Bonferroni p ≥ {BIAS_SIGNIFICANCE:g}){{reference}}. work×var ="
+    " variance × seconds per estimate, the variance at equal compute: lower is better."
+    f" {BEST_RULE}. --wide shows every column; the CSV and JSON hold every number."
 )
+#: Said in the caption when a row made its objective's estimated reference.
+MADE_REFERENCE = "; ref = made the estimated reference, so its bias is not tested"
+
+
+def _caption(table: pd.DataFrame) -> str:
+    made = has_made_reference(table)
+    return f"{_run_line(table)} " + CAPTION.format(reference=MADE_REFERENCE if made else "")
 
 
 def _run_line(table: pd.DataFrame) -> str:
@@ -196,7 +216,7 @@ def compact_view(
         if section.verdict:
             parts.append(Text(section.verdict))
         parts.append(Text(""))
-    parts.append(Text(f"{_run_line(table)} {CAPTION}", style="dim"))
+    parts.append(Text(_caption(table), style="dim"))
     return Group(*parts)
 
 
@@ -224,7 +244,7 @@ def compact_markdown(
         lines += ["| " + " | ".join(_cells(chosen, row)) + " |" for row in section.rows]
         lines += [""] + [f"{line}  " for line in _lines(section) if line]
         blocks.append("\n".join(lines).rstrip())
-    return "\n\n".join(blocks) + f"\n\n{_run_line(table)} {CAPTION}\n"
+    return "\n\n".join(blocks) + f"\n\n{_caption(table)}\n"
 
 
 def _markdown_header(chosen: list[Column]) -> str:

@@ -64,9 +64,17 @@ def bias_verdict(row: dict, with_reference: bool = True) -> str:
     return verdict
 
 
+def has_made_reference(table: pd.DataFrame) -> bool:
+    """Whether a row of ``table`` made its objective's estimated reference."""
+    return "made_reference" in table and bool(table["made_reference"].eq(True).any())
+
+
 def bias_cell(row: dict) -> str:
     """‖bias‖ with the verdict of its test: ``n.s.`` when not distinguishable from zero; and
-    ``ref ±r`` when the reference is itself estimated, r its largest standard error."""
+    ``ref ±r`` when the reference is itself estimated, r its largest standard error; ``(ref)``
+    for the estimator that made that reference, whose bias it cannot test."""
+    if row.get("made_reference") is True:
+        return f"{number(row['bias_norm'])} (ref)"
     if math.isnan(row["bias_p"]):
         return number(row["bias_norm"])
     return f"{number(row['bias_norm'])} ({bias_verdict(row)})"

@@ -64,21 +64,29 @@ OUTCOME_STYLES = {"pass": "green", "fail": "bold red", "skip": "dim", "info": "y
 def conformance_table(report: ConformanceReport) -> Table:
     """``gradbench check``: every check with its outcome and evidence."""
     verdict = "passed" if report.passed else "FAILED"
+    of_objective = report.kind == "objective"
+    caption = (
+        f"statistical checks: Bonferroni z-tests at level {ALPHA:g}."
+        if of_objective
+        else f"unbiased: Bonferroni z-test at level {ALPHA:g} per objective; info = the "
+        "estimator is declared biased, so its bias is shown, not judged."
+    )
     view = Table(
-        title=f"conformance of {report.estimator}: {verdict}",
+        title=f"conformance of {report.kind} {report.subject}: {verdict}",
         title_justify="left",
         header_style="bold",
-        caption=(
-            f"unbiased: Bonferroni z-test at level {ALPHA:g} per objective; info = the "
-            "estimator is declared biased, so its bias is shown, not judged."
-        ),
+        caption=caption,
         caption_justify="left",
     )
-    for column in ("objective", "check", "outcome", "evidence"):
+    names = (
+        ("check", "outcome", "evidence")
+        if of_objective
+        else ("objective", "check", "outcome", "evidence")
+    )
+    for column in names:
         view.add_column(column)
     for check in report.checks:
         style = OUTCOME_STYLES[check.outcome]
-        view.add_row(
-            check.objective, check.check, f"[{style}]{check.outcome}[/]", escape(check.evidence)
-        )
+        cells = [check.check, f"[{style}]{check.outcome}[/]", escape(check.evidence)]
+        view.add_row(*(cells if of_objective else [check.objective, *cells]))
     return view

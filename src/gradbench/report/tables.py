@@ -16,6 +16,7 @@ from gradbench.report.format import (
     BEST_RULE,
     bias_cell,
     duration,
+    has_made_reference,
     number,
     objective_labels,
     sample_counts,
@@ -70,6 +71,10 @@ def _has_estimated_reference(table: pd.DataFrame) -> bool:
     return "reference_se_max" in table and bool(table["reference_se_max"].notna().any())
 
 
+#: Said when a row made its objective's estimated reference.
+MADE_REFERENCE = "; (ref): made the estimated reference, so its bias is not tested"
+
+
 def caption(table: pd.DataFrame) -> str:
     first = table.iloc[0] if len(table) else None
     run = (
@@ -81,7 +86,8 @@ def caption(table: pd.DataFrame) -> str:
     return (
         f"{run}. variance: trace of the covariance of one estimate, 95% jackknife interval. "
         f"bias: n.s. = not distinguishable from zero (Bonferroni p ≥ {BIAS_SIGNIFICANCE:g})"
-        f"{ESTIMATED_REFERENCE if _has_estimated_reference(table) else ''}. "
+        f"{ESTIMATED_REFERENCE if _has_estimated_reference(table) else ''}"
+        f"{MADE_REFERENCE if has_made_reference(table) else ''}. "
         "MSE, cosine, sign error: per estimate, ± standard error. evals×variance: variance at "
         "equal cost-function evaluations. (skipped): the objective lacks what they require "
         "(reasons in the CSV). "

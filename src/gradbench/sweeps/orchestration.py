@@ -14,7 +14,14 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-from gradbench.api import check_run_options, resolve_device, resolve_dtype
+from gradbench.api import (
+    ReferenceOptions,
+    check_references,
+    check_run_options,
+    instantiate,
+    resolve_device,
+    resolve_dtype,
+)
 from gradbench.core.errors import InputError
 from gradbench.core.status import Status
 from gradbench.engine.run import RunConfig
@@ -55,13 +62,15 @@ def sweep(
     overwrite: bool = False,
     exclusive_timing: bool = True,
     on_progress: ProgressCallback | None = None,
+    reference: ReferenceOptions | None = None,
 ) -> SweepResult:
     """Run every task of a sweep and return the finished ones.
 
     ``objectives`` and ``estimators`` are registered names (default: all); ``axes`` the swept
     settings (:class:`~gradbench.sweeps.grid.Axis`, or a mapping of name to values), each routed
     like ``--set``; ``settings`` the fixed ones; ``replicates`` the independent repetitions of
-    every grid point. The run options are :func:`~gradbench.api.run_comparison`'s.
+    every grid point. The run options (``reference`` among them) are
+    :func:`~gradbench.api.run_comparison`'s.
 
     ``executor`` is ``"inprocess"``, ``"process"`` (a pool of ``workers`` processes) or
     ``"dask"`` (a LocalCluster of ``workers``, or the cluster at ``scheduler``), or an
@@ -92,8 +101,19 @@ def sweep(
     fixed = dict(settings or {})
     tasks = plan(objective_names, estimator_names, chosen_axes, replicates, fixed)
     running = make_executor(executor, workers, scheduler) if isinstance(executor, str) else executor
+    reference = reference or ReferenceOptions()
+    chosen = instantiate(objective_names, estimator_names, fixed)[0]
+    check_references(chosen, reference.plan(fixed))
     options = TaskOptions(
-        n_samples, seed, device, dtype, chunk_size, timing_repeats, specs, exclusive_timing
+        n_samples,
+        seed,
+        device,
+        dtype,
+        chunk_size,
+        timing_repeats,
+        specs,
+        exclusive_timing,
+        reference=reference,
     )
     axis_names = tuple(axis.name for axis in chosen_axes)
     result = SweepResult(tasks, {}, axis_names, options, executor="", journal=journal)

@@ -21,11 +21,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from gradbench.api import instantiate, resolve_device, run_comparison
+from gradbench.api import ReferenceOptions, instantiate, resolve_device, run_comparison
 from gradbench.core.errors import InputError
 from gradbench.core.routing import addressed
 from gradbench.core.seeding import derive_seed
@@ -75,6 +75,7 @@ class TaskOptions:
     exclusive_timing: bool = True
     concurrency: int = 1
     torch_threads: int | None = None
+    reference: ReferenceOptions = field(default_factory=ReferenceOptions)
 
     def manifest(self) -> dict:
         """The run options that decide the numbers: a resumed sweep must repeat them (and its
@@ -86,6 +87,7 @@ class TaskOptions:
             "dtype": self.dtype,
             "chunk_size": self.chunk_size,
             "timing_repeats": self.timing_repeats,
+            **self.reference.manifest(),
         }
 
 
@@ -109,6 +111,7 @@ def run_task(task: Task, options: TaskOptions) -> dict:
             chunk_size=options.chunk_size,
             timing_repeats=options.timing_repeats,
             timing_guard=None if lock is None else lock.exclusive,
+            reference=options.reference,
         )
     if comparison.interrupted:
         raise KeyboardInterrupt
