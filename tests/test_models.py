@@ -41,9 +41,10 @@ ALPHA = 1e-4
 
 
 def assert_unbiased(
-    objective, estimator, n: int, seed: int, dtype=torch.float32, reference=ReferencePlan()
+    objective, estimator, n: int, seed: int, dtype=torch.float32, reference=None
 ) -> None:
-    config = RunConfig(n_samples=n, seed=seed, dtype=dtype, timing_repeats=0, reference=reference)
+    plan = reference or ReferencePlan()
+    config = RunConfig(n_samples=n, seed=seed, dtype=dtype, timing_repeats=0, reference=plan)
     result = run_pair(objective, estimator, config)
     assert result.status == "ok", result.reason
     summary = result.summary
@@ -182,7 +183,9 @@ def test_vae_gaussian_estimated_reference_agrees_with_the_score_function():
 
 def test_vae_gaussian_reference_has_its_standard_error_in_the_bias_test():
     plan = ReferencePlan(samples=8192)
-    config = RunConfig(n_samples=4000, seed=4, dtype=torch.float64, timing_repeats=0, reference=plan)
+    config = RunConfig(
+        n_samples=4000, seed=4, dtype=torch.float64, timing_repeats=0, reference=plan
+    )
     result = run_pair(GaussianVAE(batch=4), Reparam(), config)
     assert result.status == "ok", result.reason
     assert result.reference_estimator == "reparam"

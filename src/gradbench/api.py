@@ -19,6 +19,7 @@ from gradbench.engine.reference_cache import default_cache_dir
 from gradbench.engine.run import RunConfig, RunResult, run_pair
 from gradbench.extend import registry
 from gradbench.extend.conformance import ConformanceReport, check_estimator
+from gradbench.extend.objective_conformance import check_objective
 from gradbench.records.comparison import Comparison, build_comparison
 from gradbench.records.provenance import provenance
 
@@ -284,18 +285,46 @@ def build_estimator(name: str, options: Mapping[str, object] | None = None) -> E
 
 
 def check(
-    estimator: EstimatorChoice,
+    subject: EstimatorChoice | ObjectiveChoice,
     n_samples: int = 100_000,
     seed: int = 0,
     device: str = "cpu",
     dtype: str = "float32",
     options: Mapping[str, object] | None = None,
+    reference: ReferenceOptions | None = None,
 ) -> ConformanceReport:
-    """Run the conformance suite (:mod:`gradbench.extend.conformance`) on one estimator."""
+    """Run the conformance suite on one estimator (:mod:`gradbench.extend.conformance`) or one
+    objective (:mod:`gradbench.extend.objective_conformance`), an instance or a registered
+    name; ``options`` are its options or settings (``KEY`` or ``NAME.KEY``), ``reference``
+    how an objective's estimated reference is made."""
     if n_samples < 2:
         raise InputError(f"n_samples must be at least 2, got {n_samples}")
-    chosen = estimator if isinstance(estimator, Estimator) else build_estimator(estimator, options)
-    return check_estimator(chosen, n_samples, seed, resolve_device(device), resolve_dtype(dtype))
+    run_device, run_dtype = resolve_device(device), resolve_dtype(dtype)
+    if isinstance(subject, str) and subject in registry.objectives.names():
+        if subject in registry.estimators.names():
+            raise InputError(
+                f"{subject!r} names both an estimator and an objective; pass an instance"
+            )
+        plain = {k.removeprefix(f"{subject}."): v for k, v in (options or {}).items()}
+        subject = registry.objectives.get(subject)(**plain)
+    if isinstance(subject, Objective):
+        plan = (reference or ReferenceOptions()).plan(options)
+        check_references([subject], plan)
+        return check_objective(subject, n_samples, seed, run_device, run_dtype, plan)
+    if not isinstance(subject, Estimator):
+        subject = _known_subject(subject, options)
+    return check_estimator(subject, n_samples, seed, run_device, run_dtype)
+
+
+def _known_subject(name: str, options: Mapping[str, object] | None) -> Estimator:
+    """The estimator ``name``; an unknown name is an InputError listing both kinds."""
+    if name in registry.estimators.names():
+        return build_estimator(name, options)
+    known = [*registry.estimators.names(), *registry.objectives.names()]
+    raise InputError(
+        f"unknown estimator or objective {name!r}{did_you_mean(name, known)}; valid:"
+        f" {', '.join(known)}"
+    )
 
 
 def compare(

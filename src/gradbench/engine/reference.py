@@ -119,7 +119,7 @@ def reference_estimator(objective: Objective, chosen: Estimator | None = None) -
         return chosen
     for cls in PREFERENCE:
         candidate = cls()
-        if not candidate.skip_reason(objective):
+        if not candidate.skip_reason(objective) and (cls is Reparam or _has_log_prob(objective)):
             return candidate
     raise ReferenceUnavailable(
         f"{objective.name} has no reference gradient: it defines no expected_cost (closed"
@@ -127,6 +127,17 @@ def reference_estimator(objective: Objective, chosen: Estimator | None = None) -
         " (reinforce needs its distribution's log_prob); implement expected_cost or"
         " reference_gradient, or give the distribution a log_prob"
     )
+
+
+def _has_log_prob(objective: Objective) -> bool:
+    """Whether q_θ's ``log_prob`` works on a draw, as the score-function estimators need."""
+    params = objective.parameters()
+    try:
+        x = objective.sample(params, 1, torch.Generator().manual_seed(0))
+        objective.distribution(params).log_prob(x)
+    except NotImplementedError:
+        return False
+    return True
 
 
 def reference_dtype(device: torch.device) -> torch.dtype:
@@ -147,8 +158,9 @@ class _Stream:
     checkpoints: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict)
 
 
-#: Reference streams of this process, by cache key.
-_streams: dict[str, _Stream] = {}
+#: Reference streams of this process, by objective class and cache key (two classes of one
+#: name and file, as tests make, must not share a stream).
+_streams: dict[tuple[type, str], _Stream] = {}
 
 
 def estimate_reference(
@@ -170,8 +182,8 @@ def estimate_reference(
     on_device = {k: v.to(device=device, dtype=dtype) for k, v in params.items()}
     rows = max(1, min(rows_per_call, MAX_ROWS_PER_CALL))
     key = reference_cache.key(objective, params, estimator, device, dtype, rows, GROUPS)
-    stream = _streams.get(key) or _load(plan.cache_dir, key)
-    _streams[key] = stream
+    stream = _streams.get((type(objective), key)) or _load(plan.cache_dir, key)
+    _streams[type(objective), key] = stream
 
     def grow(calls: int) -> None:
         if calls > stream.calls:

@@ -2,7 +2,7 @@
 
 A file ``<cache_dir>/references/<key>.pt`` holds the state of one reference stream
 (:mod:`gradbench.engine.reference`); ``key`` is the SHA-256 of everything that decides its
-numbers: the objective's class (and the contents of the file that defines it, so editing a
+numbers: the objective's name and class (and the contents of the file that defines it, so editing a
 model's cost invalidates its entries; data it loads from elsewhere do not, so pass
 ``--no-cache`` after changing those), settings and parameter values, the estimator's class and
 options, the device type, dtype, rows per call and groups, and the gradbench version. A
@@ -53,6 +53,7 @@ def key(
     digest = hashlib.sha256()
     for part in (
         version("gradbench"),
+        objective.name,
         f"{type(objective).__module__}.{type(objective).__qualname__}",
         repr(sorted(objective.config.items())),
         f"{type(estimator).__module__}.{type(estimator).__qualname__}",

@@ -183,7 +183,8 @@ class ModelObjective(Objective):
         return seeded_draw(self.distribution(params), noise, self.name, reparameterized)
 
     def cost(self, x: Tensor, params: Params) -> Tensor:
-        return self.model_cost(x)
+        with _without_validation():
+            return self.model_cost(x)
 
     def bernoulli_logits(self, params: Params) -> Tensor:
         if self.kind != "bernoulli":
@@ -236,7 +237,8 @@ def _matching(value: Tensor, like: Tensor) -> Tensor:
 
 @contextmanager
 def _without_validation():
-    """Build the user's distribution without argument validation, which reads device values
+    """Build the user's distributions (q_θ, and any inside the cost) without argument
+    validation, which reads device values
     back to the host on every call (a stall per chunk on a GPU); the setting is restored."""
     previous = Distribution._validate_args
     Distribution.set_default_validate_args(False)
