@@ -86,7 +86,7 @@ class Objective(ABC):
     description: ClassVar[str]
     settings: ClassVar[tuple[Setting, ...]] = ()
     #: How the reference gradient is obtained, shown next to every bias (the ``reference``
-    #: column).
+    #: column), for objectives with one of their own (an estimated one says how it was made).
     reference_method: ClassVar[str] = "exact (closed form)"
     #: Whether f(x; θ) is differentiable in x, as the pathwise estimator needs.
     differentiable_cost: ClassVar[bool] = True

@@ -8,7 +8,6 @@ the bias test. Any other column of the CSV renders as its value.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,10 +18,10 @@ from gradbench.records.comparison import COLUMNS
 from gradbench.records.stored import VARIABLE_PREFIXES
 from gradbench.report.format import (
     BEST_MARK,
-    bias_verdict,
     duration,
     number,
     variance_cell,
+    verdict_cell,
     with_se,
 )
 
@@ -57,14 +56,6 @@ def _estimator(row: dict) -> str:
     return f"{BEST_MARK} {name}" if row["best"] else f"  {name}"
 
 
-def _bias(row: dict) -> str:
-    """The verdict alone (the section's title says when the reference is estimated); ``ref``
-    for the estimator that made the estimated reference, whose bias it cannot test."""
-    if row.get("made_reference") is True:
-        return "ref"
-    return "—" if math.isnan(row["bias_p"]) else bias_verdict(row, with_reference=False)
-
-
 def _seconds(name: str) -> Callable[[dict], str]:
     return lambda row: duration(row[name])
 
@@ -77,7 +68,7 @@ def _with_se(name: str) -> Callable[[dict], str]:
 SPECIAL: dict[str, Column] = {
     "estimator": Column("estimator", _estimator, numeric=False),
     "variance": Column("variance [95% CI]", variance_cell),
-    "bias_p": Column("bias", _bias),
+    "bias_p": Column("bias", verdict_cell),
     "bias_norm": Column("‖bias‖", _value("bias_norm")),
     "mse": Column("MSE", _with_se("mse")),
     "cosine": Column("cosine", _with_se("cosine")),

@@ -31,6 +31,7 @@ from gradbench.report.columns import DEFAULT_COLUMNS, Column, check_names, colum
 from gradbench.report.format import (
     BEST_MARK,
     BEST_RULE,
+    MADE_REFERENCE,
     has_made_reference,
     number,
     objective_labels,
@@ -172,8 +173,6 @@ CAPTION = (
     " variance × seconds per estimate, the variance at equal compute: lower is better."
     f" {BEST_RULE}. --wide shows every column; the CSV and JSON hold every number."
 )
-#: Said in the caption when a row made its objective's estimated reference.
-MADE_REFERENCE = "; ref = made the estimated reference, so its bias is not tested"
 
 
 def _caption(table: pd.DataFrame) -> str:

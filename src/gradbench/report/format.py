@@ -64,6 +64,19 @@ def bias_verdict(row: dict, with_reference: bool = True) -> str:
     return verdict
 
 
+#: Said in a caption when a row made its objective's estimated reference.
+MADE_REFERENCE = "; ref = made the estimated reference, so its bias is not tested"
+
+
+def verdict_cell(row: dict) -> str:
+    """The bias verdict alone (a title or caption says when the reference is estimated):
+    ``ref`` for the estimator that made the estimated reference, whose bias it cannot test,
+    ``—`` when there is no test."""
+    if row.get("made_reference") is True:
+        return "ref"
+    return "—" if math.isnan(row["bias_p"]) else bias_verdict(row, with_reference=False)
+
+
 def has_made_reference(table: pd.DataFrame) -> bool:
     """Whether a row of ``table`` made its objective's estimated reference."""
     return "made_reference" in table and bool(table["made_reference"].eq(True).any())

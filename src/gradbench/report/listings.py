@@ -46,12 +46,15 @@ def objective_listing(entries: Mapping[str, Entry]) -> Table:
     rows = []
     for name, entry in entries.items():
         cls = entry.cls
-        offers = ", ".join(sorted(c.value for c in cls.declared_capabilities())) or "nothing"
-        if cls.has_rsample is None:
+        offers = ", ".join(sorted(c.value for c in cls.declared_capabilities()))
+        if not offers and cls.has_rsample is None:  # a model: all is read off its family
+            offers = "what its distribution's family gives (read when it is built)"
+        elif cls.has_rsample is None:
             offers += " (rsample: read off its distribution at run time)"
+        reference = cls.reference_method if cls.has_own_reference() else "estimated at run time"
         lines = [
             cls.description,
-            f"offers {offers}; reference {cls.reference_method}; {entry.origin}",
+            f"offers {offers or 'nothing'}; reference {reference}; {entry.origin}",
             *(f"--set {s.describe()}: {s.help}" for s in cls.settings),
         ]
         rows.append((name, lines))

@@ -3,8 +3,6 @@ estimator, grid point), with its caption and warnings."""
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 from rich.console import Group, RenderableType
 from rich.markup import escape
@@ -15,7 +13,15 @@ from gradbench.core.status import Status
 from gradbench.engine.timing import UNSTABLE
 from gradbench.records.comparison import WARNING_SEPARATOR
 from gradbench.records.ranking import BIAS_SIGNIFICANCE
-from gradbench.report.format import bias_verdict, duration, number, sample_counts, with_se
+from gradbench.report.format import (
+    MADE_REFERENCE,
+    duration,
+    has_made_reference,
+    number,
+    sample_counts,
+    verdict_cell,
+    with_se,
+)
 from gradbench.sweeps.result import SweepResult
 
 SWEEP_HEADERS = ("R", "variance", "bias", "time/est.", "work×var")
@@ -62,7 +68,7 @@ def sweep_cells(row: dict, axes: tuple[str, ...]) -> list[str]:
         *values,
         str(row["replicates"]),
         spread("variance"),
-        "—" if math.isnan(row["bias_p"]) else bias_verdict(row, with_reference=False),
+        verdict_cell(row),
         duration(row["time_per_sample_s_mean"]),
         spread("work_variance"),
     ]
@@ -82,7 +88,8 @@ def sweep_caption(result: SweepResult) -> str:
         f"{done}{run}; {result.executor}. Each cell: mean ± standard error over the R"
         f" replicates of its point, each run with its own seed (from seed {result.options.seed}"
         " and the task). bias: n.s. = no replicate's bias test rejects (smallest p × replicates"
-        f" ≥ {BIAS_SIGNIFICANCE:g}). work×var = variance × seconds per estimate. The aggregate"
+        f" ≥ {BIAS_SIGNIFICANCE:g}){MADE_REFERENCE if has_made_reference(table) else ''}."
+        " work×var = variance × seconds per estimate. The aggregate"
         f" CSV has MSE and every other metric. timings: {result.timing_note()}."
     )
 

@@ -106,11 +106,12 @@ class SweepResult:
                 row[f"{metric}_mean"], row[f"{metric}_se"] = mean_and_se(ok[metric])
             row["bias_p"] = combined_bias_p(ok["bias_p"])
             row["reference_se_max"] = ok["reference_se_max"].max()
+            row["made_reference"] = bool(ok["made_reference"].eq(True).any())
             row["timing_contention"] = bool(ok["timing_contention"].any())
             rows.append(row)
         columns = [*keys, "status", "replicates", "n_samples"]
         columns += [f"{m}_{s}" for m in METRICS for s in ("mean", "se")]
-        columns += ["bias_p", "reference_se_max", "timing_contention"]
+        columns += ["bias_p", "reference_se_max", "made_reference", "timing_contention"]
         return pd.DataFrame(rows, columns=columns)
 
     def timing_note(self) -> str:
