@@ -8,22 +8,27 @@ a large run of an unbiased estimator:
   ``reparam`` where the objective offers ``rsample`` and a differentiable cost, else ``rloo``
   (K = 2), else ``reinforce`` (:func:`reference_estimator`);
 * **its own seed streams**: :data:`GROUPS` independent groups, group g drawn on a generator
-  seeded by (objective, estimator, g) alone, in calls of r estimates (what fits one chunk, at
-  most :data:`MAX_ROWS_PER_CALL`). The reference is independent of every run's draws (their
-  seeds derive from the run's seed and the pair's names) and the same for every run seed;
+  seeded by (objective, estimator, g) alone, in calls of r estimates (what fits the device's
+  default chunk budget, at most :data:`MAX_ROWS_PER_CALL`; not ``--chunk-size``). The
+  reference is independent of every run's draws (their seeds derive from the run's seed and
+  the pair's names) and the same for every run seed;
 * **its error**: after c calls per group, with group means m̄_g of c·r estimates each, the
   reference is ĝ = (1/G) Σ_g m̄_g ``[P]`` and its standard error se_d = s_d(m̄)/√G with G − 1
   degrees of freedom, which the bias test adds to the run's (:mod:`gradbench.stats.summary`);
   per estimate its variance is v_d = c·r·s_d²(m̄);
 * **its size adapts** to the run it serves: the run's per-coordinate standard error is
-  √(w_d/n), w_d the variance of the run's estimates (read off its first chunk), so the reference
-  needs m ≥ n·max_d(v_d/w_d)/ρ² estimates for se_d ≤ ρ·√(w_d/n) on every coordinate, with
+  √(w_d/n), w_d the variance of the run's estimates (from a pilot of the run's estimator on a
+  generator of its own, :mod:`gradbench.engine.run`), so the reference needs
+  m ≥ n·max_d(v_d/w_d)/ρ² estimates for se_d ≤ ρ·√(w_d/n) on every coordinate, with
   ρ = :data:`PRECISION` by default: the bias test's standard error then grows by at most
-  √(1 + ρ²) − 1 = 3%. v_d comes from one call per group; m = G·r·c is rounded up to c = 2^j,
-  and capped at :attr:`ReferencePlan.max_samples` with a warning that names the worst
-  coordinate; ``--reference-samples`` fixes m instead (rounded up the same way);
-* **where**: on the run's device, in float64 (float32 where the device has no float64), the
-  analytic part ∇h of J added (:meth:`~gradbench.core.objective.Objective.analytic_gradient`);
+  √(1 + ρ²) − 1 = 3% (when v and w are estimated well; ``reference_se_ratio`` records what was
+  achieved). v_d comes from one call per group; m = G·r·c is rounded up to c = 2^j, and capped
+  at :attr:`ReferencePlan.max_samples` with a warning that names the worst coordinate;
+  coordinates where the run's estimates are constant are left out. ``--reference-samples``
+  fixes m instead (rounded up the same way, at least G·r). The estimator that makes the
+  reference gets c = 1: its own bias test is not informative;
+* **where**: on the run's device, in float64, the analytic part ∇h of J added
+  (:meth:`~gradbench.core.objective.Objective.analytic_gradient`);
 * **cached**: per process, and on disk under :attr:`ReferencePlan.cache_dir`
   (:mod:`gradbench.engine.reference_cache`). A stream keeps its groups' running sums and
   generator states, and the sums of group means at each c = 2^j, so a longer reference extends a
@@ -36,6 +41,7 @@ reported as not informative (:meth:`EstimatedReference.made_by`).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,16 +123,23 @@ def reference_estimator(objective: Objective, chosen: Estimator | None = None) -
                 f" {objective.name}: it {reason}"
             )
         return chosen
-    for cls in PREFERENCE:
-        candidate = cls()
-        if not candidate.skip_reason(objective) and (cls is Reparam or _has_log_prob(objective)):
-            return candidate
+    for candidate in default_estimators(objective):
+        return candidate
     raise ReferenceUnavailable(
         f"{objective.name} has no reference gradient: it defines no expected_cost (closed"
         " form) and no reference_gradient, and no unbiased estimator applies to it"
         " (reinforce needs its distribution's log_prob); implement expected_cost or"
         " reference_gradient, or give the distribution a log_prob"
     )
+
+
+def default_estimators(objective: Objective) -> Iterator[Estimator]:
+    """The estimators of :data:`PREFERENCE` that can estimate ``objective``'s reference, in
+    order: they apply, and the score-function ones find a working ``log_prob``."""
+    for cls in PREFERENCE:
+        candidate = cls()
+        if not candidate.skip_reason(objective) and (cls is Reparam or _has_log_prob(objective)):
+            yield candidate
 
 
 def _has_log_prob(objective: Objective) -> bool:
@@ -138,11 +151,6 @@ def _has_log_prob(objective: Objective) -> bool:
     except NotImplementedError:
         return False
     return True
-
-
-def reference_dtype(device: torch.device) -> torch.dtype:
-    """float64, or float32 on a device without float64 (Apple's MPS)."""
-    return torch.float32 if device.type == "mps" else torch.float64
 
 
 @dataclass
@@ -173,34 +181,39 @@ def estimate_reference(
     run_variance: Tensor | None,
     run_samples: int,
     labels: list[str],
+    smallest: bool = False,
 ) -> EstimatedReference:
     """The reference that ``estimator`` (:func:`reference_estimator`) estimates at ``params``
     (float64, CPU) for a run of ``run_samples`` estimates whose per-coordinate variance is about
     ``run_variance`` ``[P]`` (None: assume the estimator's own); ``rows_per_call`` estimates fit
-    one call on ``device``."""
-    dtype = reference_dtype(device)
+    one call on ``device``. ``smallest``: one call per group, whatever the run (for the
+    estimator that makes the reference, whose bias test it cannot inform)."""
+    dtype = torch.float64
     on_device = {k: v.to(device=device, dtype=dtype) for k, v in params.items()}
     rows = max(1, min(rows_per_call, MAX_ROWS_PER_CALL))
-    key = reference_cache.key(objective, params, estimator, device, dtype, rows, GROUPS)
-    stream = _streams.get((type(objective), key)) or _load(plan.cache_dir, key)
+    key, on_disk = reference_cache.key(objective, params, estimator, device, dtype, rows, GROUPS)
+    cache_dir = plan.cache_dir if on_disk else None
+    stream = _streams.get((type(objective), key)) or _load(cache_dir, key)
     _streams[type(objective), key] = stream
 
     def grow(calls: int) -> None:
         if calls > stream.calls:
             _extend(stream, calls, objective, estimator, on_device, rows)
-            if plan.cache_dir is not None:
-                reference_cache.store(plan.cache_dir, key, _state(stream))
+            if cache_dir is not None:
+                reference_cache.store(cache_dir, key, _state(stream))
 
     grow(1)
     per_round = GROUPS * rows  # estimates per call of every group
     warning = ""
     if plan.samples is not None:
-        calls = _rounds(plan.samples / per_round)
+        calls = _calls_per_group(plan.samples / per_round)
+    elif smallest:
+        calls = 1
     else:
         per_estimate = _variance(stream, 1) * per_round / GROUPS
         own = per_estimate if run_variance is None else run_variance.double().cpu()
         needed = run_samples * _largest_ratio(per_estimate, own) / plan.precision**2
-        calls = _rounds(needed / per_round, plan.max_samples / per_round)
+        calls = _calls_per_group(needed / per_round, plan.max_samples / per_round)
         if needed > calls * per_round:
             warning = _cap_warning(per_estimate, own, run_samples, calls * per_round, plan, labels)
     grow(calls)
@@ -212,7 +225,7 @@ def estimate_reference(
     return EstimatedReference(reference, estimator, calls * per_round, warning)
 
 
-def _rounds(wanted: float, cap: float = math.inf) -> int:
+def _calls_per_group(wanted: float, cap: float = math.inf) -> int:
     """The fewest calls per group c = 2^j (j ≥ 0) reaching ``wanted``, but no more than ``cap``
     (and never under one)."""
     calls = 1
@@ -222,11 +235,12 @@ def _rounds(wanted: float, cap: float = math.inf) -> int:
 
 
 def _largest_ratio(reference: Tensor, run: Tensor) -> float:
-    """max_d v_d/w_d over coordinates where the reference varies (∞ where the run does not)."""
-    varies = reference > 0
-    if not bool(varies.any()):
+    """max_d v_d/w_d over the coordinates where both vary. Where the run's estimates are
+    constant (w_d = 0) no reference could be small against them; those are left out."""
+    both = (reference > 0) & (run > 0)
+    if not bool(both.any()):
         return 0.0
-    return float((reference[varies] / run[varies]).max())
+    return float((reference[both] / run[both]).max())
 
 
 def _cap_warning(
@@ -239,7 +253,7 @@ def _cap_warning(
 ) -> str:
     """The coordinate whose reference error stays furthest above its aim at the cap."""
     ratio = (reference * run_samples / (samples * run)).sqrt()
-    ratio = ratio.nan_to_num(0.0, posinf=math.inf)
+    ratio = torch.where(run > 0, ratio, torch.zeros_like(ratio)).nan_to_num(0.0)
     worst = int(ratio.argmax())
     return (
         f"the estimated reference is capped at {samples} estimates: its standard error on"
@@ -262,7 +276,9 @@ def _extend(
     params: Params,
     rows: int,
 ) -> None:
-    """Draw calls until every group has ``calls`` (a power of two), recording checkpoints."""
+    """Draw calls until every group has ``calls`` (a power of two), recording checkpoints.
+    The stream changes only when every call succeeded: an error (out of memory, NaN, Ctrl-C)
+    leaves it as it was."""
     device = next(iter(params.values())).device
     generators = []
     for group in range(GROUPS):
@@ -270,24 +286,23 @@ def _extend(
         if stream.states:
             generator.set_state(stream.states[group])
         else:
-            generator.manual_seed(
-                derive_seed(0, objective.name, "reference", estimator.name, str(group))
-            )
+            seed = derive_seed(0, objective.name, "reference", estimator.name, str(group))
+            generator.manual_seed(seed)
         generators.append(generator)
     nonfinite = torch.zeros((), dtype=torch.int64, device=device)
     sums = list(stream.sums.to(device)) if stream.sums is not None else [0.0] * GROUPS
-    while stream.calls < calls:
+    done, shift, checkpoints = stream.calls, stream.shift, dict(stream.checkpoints)
+    while done < calls:
         for group, generator in enumerate(generators):
             estimates = estimator.estimate(objective, params, rows, generator)
             nonfinite += (~estimates.isfinite()).sum()
             sums[group] = sums[group] + estimates.double().sum(0)
-        stream.calls += 1
-        if stream.calls & (stream.calls - 1) == 0:  # a power of two: a checkpoint
-            means = (torch.stack(sums) / (stream.calls * rows)).cpu()  # [G, P]
-            if stream.shift is None:
-                stream.shift = means.mean(0)
-            deviations = means - stream.shift
-            stream.checkpoints[stream.calls] = (deviations.sum(0), (deviations**2).sum(0))
+        done += 1
+        if done & (done - 1) == 0:  # a power of two: a checkpoint
+            means = (torch.stack(sums) / (done * rows)).cpu()  # [G, P]
+            shift = means.mean(0) if shift is None else shift
+            deviations = means - shift
+            checkpoints[done] = (deviations.sum(0), (deviations**2).sum(0))
     if int(nonfinite):
         raise ValueError(
             f"the estimated reference's {estimator.name} estimates of {objective.name} had"
@@ -295,6 +310,7 @@ def _extend(
         )
     stream.sums = torch.stack(sums).cpu()
     stream.states = [generator.get_state() for generator in generators]
+    stream.calls, stream.shift, stream.checkpoints = done, shift, checkpoints
 
 
 def _state(stream: _Stream) -> dict:
@@ -309,17 +325,19 @@ def _state(stream: _Stream) -> dict:
 
 
 def _load(cache_dir: Path | None, key: str) -> _Stream:
-    """The stream the disk cache holds for ``key``, or an empty one."""
+    """The stream the disk cache holds for ``key``, or an empty one (also for an entry that is
+    not a state this module wrote)."""
     state = None if cache_dir is None else reference_cache.load(cache_dir, key)
-    if state is None:
+    try:
+        return _Stream(
+            sums=state["sums"],
+            states=list(state["states"]),
+            calls=int(state["calls"]),
+            shift=state["shift"],
+            checkpoints={int(k): (v[0], v[1]) for k, v in state["checkpoints"].items()},
+        )
+    except (TypeError, KeyError, IndexError, ValueError):
         return _Stream()
-    return _Stream(
-        sums=state["sums"],
-        states=list(state["states"]),
-        calls=int(state["calls"]),
-        shift=state["shift"],
-        checkpoints={int(k): (v[0], v[1]) for k, v in state["checkpoints"].items()},
-    )
 
 
 def run_variance_of(estimates: Tensor) -> Tensor | None:

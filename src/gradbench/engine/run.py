@@ -30,7 +30,6 @@ from gradbench.engine.reference import (
     MAX_ROWS_PER_CALL,
     ReferencePlan,
     estimate_reference,
-    reference_dtype,
     reference_estimator,
     run_variance_of,
 )
@@ -194,14 +193,18 @@ def _measure(
     config: RunConfig,
     result: RunResult,
 ) -> None:
+    problem = cost_shape_problem(objective, params, config.device)
+    if problem:
+        raise ValueError(problem)
     # The reference is taken at the parameters as the run's dtype represents them.
     exact_params = {k: v.double().cpu() for k, v in params.items()}
-    own = objective.has_own_reference()
-    reference = objective.reference_at(exact_params) if own else None
-    result.reference_method = objective.reference_method if own else ""
+    if objective.has_own_reference():
+        reference = objective.reference_at(exact_params)
+        result.reference_method = objective.reference_method
+    else:
+        reference = _estimated_reference(objective, estimator, params, exact_params, config, result)
     analytic = objective.analytic_gradient(exact_params)
     offset = None if analytic is None else analytic.to(config.device, config.dtype)
-    _check_cost_shape(objective, params, config.device)
     generator = torch.Generator(device=config.device).manual_seed(result.run_seed)
     chunk = choose_chunk_size(objective, params, result.evals_per_sample, config)
 
@@ -210,37 +213,31 @@ def _measure(
         _check_output(estimator.name, g, (m, result.grad_dim), config)
         return g if offset is None else g + offset
 
-    statistics: GradientStatistics | None = None
+    def fresh_statistics() -> GradientStatistics:
+        return GradientStatistics(
+            reference.gradient.to(config.device),
+            config.n_samples,
+            reference.standard_error,
+            reference.degrees_of_freedom,
+        )
+
+    statistics = fresh_statistics()
     clock = ChunkClock(config.device)
     initial = generator.get_state()
     started = time.perf_counter()
-    while statistics is None or statistics.added < config.n_samples:
-        added = 0 if statistics is None else statistics.added
-        m = min(chunk, config.n_samples - added)
+    while statistics.added < config.n_samples:
+        m = min(chunk, config.n_samples - statistics.added)
         try:
             with clock.timing(m):
                 chunk_estimates = estimates(m)
-            if reference is None:  # sized against this first chunk's noise
-                paused = time.perf_counter()
-                reference = _estimated_reference(
-                    objective, exact_params, chunk_estimates, config, result
-                )
-                started += time.perf_counter() - paused
-            if statistics is None:
-                statistics = GradientStatistics(
-                    reference.gradient.to(config.device),
-                    config.n_samples,
-                    reference.standard_error,
-                    reference.degrees_of_freedom,
-                )
             statistics.add(chunk_estimates)
         except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError from torch 2.5 on
             if m == 1:
                 raise
             # Start the pass again with half the chunk, from the generator's first state: the
             # run then is the one its recorded chunk size makes (out of memory comes early).
-            chunk_estimates = statistics = None  # let the failed chunk's memory go first
-            chunk = _halved(m)
+            chunk_estimates = None  # let the failed chunk's memory go before the retry
+            chunk, statistics = _halved(m), fresh_statistics()
             generator.set_state(initial)
             clock.forget()
             started = time.perf_counter()
@@ -263,57 +260,92 @@ def _measure(
     ]
 
 
+#: Estimates of the pilot that measures a run's noise for its estimated reference.
+PILOT_ROWS = 1024
+
+
 def _estimated_reference(
     objective: Objective,
+    estimator: Estimator,
+    params: Params,
     exact_params: Params,
-    first_chunk: Tensor,
     config: RunConfig,
     result: RunResult,
 ) -> Reference:
     """The estimated reference of an objective without one of its own, sized for this run
-    (:mod:`gradbench.engine.reference`), recorded on ``result``."""
-    estimator = reference_estimator(objective, config.reference.estimator)
-    rows = choose_chunk_size(
-        objective,
-        exact_params,
-        estimator.evals_per_sample(result.grad_dim),
-        replace(config, dtype=reference_dtype(config.device), n_samples=MAX_ROWS_PER_CALL),
-    )
+    (:mod:`gradbench.engine.reference`), recorded on ``result``.
+
+    The run's noise comes from a pilot: up to :data:`PILOT_ROWS` estimates of the run's
+    estimator on a generator of their own, so neither the reference nor the run depends on
+    the chunk size. Rows per call, of the pilot and of the reference, are what the device's
+    default budget holds (not ``--chunk-size``), for the same reason. The estimator that makes
+    the reference gets the smallest one: its bias test is not informative anyway, and its MSE
+    and cosine barely feel a reference of 64·r estimates."""
+    maker = reference_estimator(objective, config.reference.estimator)
+    made_by_run = type(maker) is type(estimator) and maker.config == estimator.config
+    run_variance = None
+    if not made_by_run:
+        pilot_rows = _default_rows(objective, params, estimator, config, config.dtype, PILOT_ROWS)
+        seed = derive_seed(config.seed, objective.name, estimator.name, "reference pilot")
+        pilot = torch.Generator(device=config.device).manual_seed(seed)
+        run_variance = run_variance_of(estimator.estimate(objective, params, pilot_rows, pilot))
+    rows = _default_rows(objective, exact_params, maker, config, torch.float64, MAX_ROWS_PER_CALL)
     estimated = estimate_reference(
         objective,
-        estimator,
+        maker,
         exact_params,
         config.reference,
         config.device,
         rows,
-        run_variance_of(first_chunk),
+        run_variance,
         config.n_samples,
         result.labels,
+        smallest=made_by_run,
     )
     result.reference_method = estimated.description
-    result.reference_estimator = estimated.estimator.name
+    result.reference_estimator = maker.name
     result.reference_samples = estimated.samples
-    result.bias_informative = not estimated.made_by(result.estimator)
+    result.bias_informative = not made_by_run
     if estimated.warning:
         result.warnings.append(estimated.warning)
     return estimated.reference
 
 
-def _check_cost_shape(objective: Objective, params: Params, device: torch.device) -> None:
-    """Refuse, before any estimate, a cost that does not return ``[*S]`` for draws ``[*S,
-    *event]`` (two draws, then with an extra leading dim): an estimator would otherwise
-    broadcast it silently into a wrong estimate. Draws on a generator of its own."""
+def _default_rows(
+    objective: Objective,
+    params: Params,
+    estimator: Estimator,
+    config: RunConfig,
+    dtype: torch.dtype,
+    most: int,
+) -> int:
+    """Rows of one call of ``estimator`` under the device's default budget, at most ``most``."""
+    default = replace(config, dtype=dtype, n_samples=most, chunk_size=None, memory_budget=None)
+    return choose_chunk_size(
+        objective, params, estimator.evals_per_sample(ParamLayout.of(params).size), default
+    )
+
+
+def cost_shape_problem(objective: Objective, params: Params, device: torch.device) -> str:
+    """Why the cost does not return ``[*S]`` for draws ``[*S, *event]`` (two draws, then with
+    an extra leading dim, then for θ batched over the draws), or "" when it does. The engine
+    refuses such a cost before any estimate: an estimator would otherwise broadcast it
+    silently into a wrong estimate. Draws on a generator of its own."""
     generator = torch.Generator(device=device).manual_seed(0)
     x = objective.sample(params, 2, generator)
-    for draws, expected in ((x, (2,)), (x.unsqueeze(0), (1, 2))):
+    batched = {k: v.expand(2, *v.shape) for k, v in params.items()}
+    cases = ((x, params, (2,)), (x.unsqueeze(0), params, (1, 2)), (x, batched, (2,)))
+    for draws, theta, expected in cases:
         with torch.no_grad():
-            shape = tuple(objective.cost(draws, params).shape)
+            shape = tuple(objective.cost(draws, theta).shape)
         if shape != expected:
-            raise ValueError(
+            batch = " and θ batched over them" if theta is batched else ""
+            return (
                 f"{objective.name}.cost returned shape {shape} for draws of shape"
-                f" {tuple(draws.shape)}, expected {expected}: one cost per draw, the draw's"
-                " event dims reduced"
+                f" {tuple(draws.shape)}{batch}, expected {expected}: one cost per draw, the"
+                " draw's event dims reduced"
             )
+    return ""
 
 
 def _timing(

@@ -15,7 +15,7 @@ model_cost`, which can read settings)::
         "softmax-policy", "softmax policy over 4 actions, reward per action",
         module=policy,
         distribution=lambda net: Categorical(logits=net(state)),
-        cost=lambda action: gradbench.on_device_of(reward, action.double())[action],
+        cost=lambda action: reward.to(action.device)[action],
     )
     gradbench.register_objective(SoftmaxPolicy)
 
@@ -46,6 +46,7 @@ any other shape, and ``gradbench check OBJECTIVE`` checks that and the rest of t
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from typing import ClassVar
@@ -235,14 +236,25 @@ def _matching(value: Tensor, like: Tensor) -> Tensor:
     return value.to(like.device)
 
 
+_validation = threading.Lock()
+_validation_depth = [0, True]  # entries inside, and the setting the first one found
+
+
 @contextmanager
 def _without_validation():
     """Build the user's distributions (q_θ, and any inside the cost) without argument
-    validation, which reads device values
-    back to the host on every call (a stall per chunk on a GPU); the setting is restored."""
-    previous = Distribution._validate_args
-    Distribution.set_default_validate_args(False)
+    validation, which reads device values back to the host on every call (a stall per chunk
+    on a GPU). Validation is a process-wide default: the first entry (of any thread) turns it
+    off and the last exit restores it."""
+    with _validation:
+        if _validation_depth[0] == 0:
+            _validation_depth[1] = Distribution._validate_args
+            Distribution.set_default_validate_args(False)
+        _validation_depth[0] += 1
     try:
         yield
     finally:
-        Distribution.set_default_validate_args(previous)
+        with _validation:
+            _validation_depth[0] -= 1
+            if _validation_depth[0] == 0:
+                Distribution.set_default_validate_args(_validation_depth[1])

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 from torch import Tensor
 
+from gradbench.core.objective import Objective
 from gradbench.engine.run import RunConfig, RunResult
 from gradbench.records.files import write_atomic
 from gradbench.records.ranking import mark_best
@@ -196,7 +197,7 @@ def _row(result: RunResult, config: RunConfig, provenance: dict) -> dict:
         grad_dim=result.grad_dim,
         evals_per_sample=result.evals_per_sample,
         declared_unbiased=result.estimator.unbiased,
-        reference=result.reference_method or result.objective.reference_method,
+        reference=result.reference_method or _reference_method(result.objective),
         reference_estimator=result.reference_estimator or NAN,
         reference_samples=result.reference_samples or NAN,
         made_reference=not result.bias_informative,
@@ -248,6 +249,11 @@ def _row(result: RunResult, config: RunConfig, provenance: dict) -> dict:
 def _largest(values: Tensor | None) -> float:
     """The largest entry, NaN for None (an exact reference has no standard error)."""
     return NAN if values is None else float(values.max())
+
+
+def _reference_method(objective: Objective) -> str:
+    """How a pair that did not run (skipped, failed early) would have had its reference."""
+    return objective.reference_method if objective.has_own_reference() else "estimated"
 
 
 def _reference_se_ratio(summary: Summary) -> float:
