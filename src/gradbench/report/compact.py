@@ -79,11 +79,12 @@ def sections(table: pd.DataFrame, sort: str | None = None) -> list[Section]:
 
 def _title(label: str, rows: list[dict]) -> str:
     """The objective, n and its reference: how it is obtained, or for an estimated one the
-    estimator that made it and its largest standard error over the section's rows (each pair's
-    reference is sized to its run)."""
+    estimator that made it and its largest standard error over the rows it tests (each pair's
+    reference is sized to its run; its maker's, untested, is the smallest)."""
     row = rows[0]
     reference = str(row.get("reference") or "")
-    errors = [r["reference_se_max"] for r in rows if not pd.isna(r.get("reference_se_max"))]
+    tested = [r for r in rows if r.get("made_reference") is not True] or rows
+    errors = [r["reference_se_max"] for r in tested if not pd.isna(r.get("reference_se_max"))]
     if errors:
         made_by = row.get("reference_estimator")
         reference = "estimated" if pd.isna(made_by) else f"estimated by {made_by}"
