@@ -81,3 +81,32 @@ def test_chunks_are_sized_from_the_free_device_memory():
     config = RunConfig(n_samples=100_000, device=torch.device("cuda"), timing_repeats=0)
     result = run_pair(GaussianSquare(dim=16), Reparam(), config)
     assert result.status == "ok" and result.chunk_size % 16 == 0
+
+
+def test_an_estimated_reference_runs_on_the_device_and_agrees_with_the_cpus():
+    """vae-gaussian's reference is drawn on the GPU in float64 (other draws than the CPU's);
+    the two agree within their standard errors (Bonferroni over the coordinates, Student t
+    with 63 degrees of freedom, level 1e-4)."""
+    from scipy.stats import t as student_t
+
+    from gradbench.engine.reference import ReferencePlan
+    from gradbench.estimators.sample_baselines import LeaveOneOut
+    from gradbench.objectives.vae import GaussianVAE
+
+    summaries = []
+    for device in ("cuda", "cpu"):
+        config = RunConfig(
+            n_samples=2000,
+            device=torch.device(device),
+            timing_repeats=0,
+            reference=ReferencePlan(samples=65536),
+        )
+        result = run_pair(GaussianVAE(batch=4), LeaveOneOut(), config)
+        assert result.status == "ok", result.reason
+        summaries.append(result.summary)
+    gpu, cpu = summaries
+    spread = (gpu.reference_se.cpu() ** 2 + cpu.reference_se.cpu() ** 2).sqrt()
+    varies = spread > 0
+    z = (gpu.reference.cpu() - cpu.reference.cpu())[varies] / spread[varies]
+    p = min(1.0, z.numel() * 2 * float(student_t.sf(float(z.abs().max()), 63)))
+    assert p >= 1e-4

@@ -35,7 +35,8 @@ reinterprets the batch dims as event dims (``Independent``), so log_prob is that
   ARM-type and relaxed estimators need: logits = the distribution's);
 * any other family with ``rsample`` (Gamma, Beta, LogNormal, ... location-scale or implicit):
   its own ``rsample`` in a generator state seeded from the run's generator
-  (:func:`~gradbench.objectives.implicit.seeded_draw`), without common noise;
+  (:func:`~gradbench.objectives.implicit.seeded_draw`; on a GPU the seed is read back to the
+  host once per call), without common noise;
 * a family without ``rsample`` (Categorical, Poisson, ...): its ``sample`` the same way,
   without common noise; the score-function family applies.
 
