@@ -3,7 +3,7 @@
 :mod:`.app` holds the application; importing the command modules registers their commands.
 """
 
-from gradbench.cli import compare, inspect, saved, sweep
+from gradbench.cli import compare, inspect, saved, sweep, train
 from gradbench.cli.app import app, main
 
-__all__ = ["app", "compare", "inspect", "main", "saved", "sweep"]
+__all__ = ["app", "compare", "inspect", "main", "saved", "sweep", "train"]

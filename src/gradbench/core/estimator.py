@@ -39,6 +39,15 @@ class Estimator(ABC):
     options: ClassVar[tuple[Setting, ...]] = ()
     #: :meth:`evals_per_sample` in words, for listings ("1", "2P", "K").
     evals_formula: ClassVar[str] = "1"
+    #: Whether the estimator keeps state between the steps of a trajectory (a running
+    #: baseline, a learned control variate). ``gradbench train`` calls :meth:`reset` at the
+    #: start and :meth:`update` after each step; ``compare`` measures it after :meth:`reset` and
+    #: :attr:`warm_up_steps` updates of :attr:`warm_up_batch` estimates at the measured θ, on a
+    #: generator of their own (the row's ``estimator_state`` says which). Within one call of
+    #: :meth:`estimate` the state is fixed, so the n estimates stay independent.
+    stateful: ClassVar[bool] = False
+    warm_up_steps: ClassVar[int] = 0
+    warm_up_batch: ClassVar[int] = 16
 
     def __init__(self, **options: object) -> None:
         self.config: dict[str, Value] = resolve(type(self).options, options, self.name)
@@ -57,6 +66,16 @@ class Estimator(ABC):
         if not lacking:
             return ""
         return f"requires {' and '.join(lacking)}, which {objective.name} does not offer"
+
+    def reset(self, objective: Objective, params: Params) -> None:  # noqa: B027 - optional hook
+        """Put a stateful estimator's state at its start for ``objective`` at ``params``."""
+
+    def update(self, objective: Objective, params: Params) -> None:  # noqa: B027 - optional hook
+        """Advance the state after a step, from what the last :meth:`estimate` call saw."""
+
+    def state_description(self) -> str:
+        """The state in words for a result row (``baseline b = 1.2``); "" when stateless."""
+        return ""
 
     def exact_variance(self, objective: Objective, params: Params) -> Tensor | None:
         """The exact variance of each coordinate of one per-sample estimate, float64 ``[P]``,

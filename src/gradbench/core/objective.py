@@ -37,6 +37,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
+from torch.distributions.constraints import Constraint
 
 from gradbench.core.params import ParamLayout, Params
 from gradbench.core.settings import Setting, Value, resolve
@@ -96,6 +97,8 @@ class Objective(ABC):
     #: model objective loads data and weights); None: known only from its distribution. A run
     #: always reads it off the distribution (:meth:`capabilities`).
     has_rsample: ClassVar[bool | None] = None
+    #: Whether J is maximised in training (an ELBO, a return) rather than minimised (a cost).
+    maximize: ClassVar[bool] = False
     #: Estimates per run when the user does not choose; None: the engine's default. Objectives
     #: whose θ has thousands of coordinates choose fewer, so the default suite stays quick.
     default_samples: ClassVar[int | None] = None
@@ -170,6 +173,13 @@ class Objective(ABC):
         works through data (a likelihood over N rows) says so, or its chunks outgrow the
         memory budget."""
         return math.prod(self.distribution(params).event_shape) + ParamLayout.of(params).size
+
+    def constraints(self) -> dict[str, Constraint]:
+        """The support of each parameter that is not all of ℝ (``{"sigma": positive}``).
+        Training optimises u = T⁻¹(θ) with T = ``torch.distributions.transform_to(c)`` (an
+        exponential for positive, a sigmoid for the unit interval), so θ = T(u) stays valid
+        whatever the step; a parameter not named here is optimised as it is."""
+        return {}
 
     def analytic_term(self, params: Params) -> Tensor | None:
         """h(θ), the part of J outside the expectation (a scalar), or None when there is none."""

@@ -97,6 +97,8 @@ class RunResult:
     reference_samples: int = 0
     #: False when the estimator made its own reference: its bias test cannot see its bias.
     bias_informative: bool = True
+    #: A stateful estimator's state when it was measured ("" for a stateless one).
+    estimator_state: str = ""
 
 
 class MemoryBudgetError(ValueError):
@@ -138,6 +140,19 @@ def choose_chunk_size(
     return max(1, min(config.n_samples, rows))
 
 
+def warm_up(objective: Objective, estimator: Estimator, params: Params, seed: int) -> None:
+    """Reset a stateful estimator and advance it by its :attr:`~Estimator.warm_up_steps`
+    updates of :attr:`~Estimator.warm_up_batch` estimates at ``params``, on a generator of its
+    own (from ``seed`` and the pair's names): the state ``compare`` measures it in."""
+    estimator.reset(objective, params)
+    device = next(iter(params.values())).device
+    warm_up_seed = derive_seed(seed, objective.name, estimator.name, "warm-up")
+    generator = torch.Generator(device=device).manual_seed(warm_up_seed)
+    for _ in range(estimator.warm_up_steps):
+        estimator.estimate(objective, params, estimator.warm_up_batch, generator)
+        estimator.update(objective, params)
+
+
 def _halved(rows: int) -> int:
     """Half a chunk that did not fit, a multiple of :data:`ROW_ALIGNMENT` while it can be."""
     half = rows // 2
@@ -159,11 +174,18 @@ def timing_batch(chunk: int, n_samples: int, seconds_per_estimate: float, repeat
     return max(min(batch, ROW_ALIGNMENT), affordable - affordable % ROW_ALIGNMENT)
 
 
-def run_pair(objective: Objective, estimator: Estimator, config: RunConfig) -> RunResult:
-    """Measure ``estimator`` on ``objective``; never raises for a failing pair."""
-    params = {
-        k: v.to(device=config.device, dtype=config.dtype) for k, v in objective.parameters().items()
-    }
+def run_pair(
+    objective: Objective,
+    estimator: Estimator,
+    config: RunConfig,
+    at: Params | None = None,
+) -> RunResult:
+    """Measure ``estimator`` on ``objective`` at θ = ``at`` (named float64 tensors; default:
+    the objective's own parameters); never raises for a failing pair. A stateful estimator is
+    measured as it comes when ``at`` is given (a trajectory's state), else after its reset and
+    warm-up (:func:`warm_up`)."""
+    theta = objective.parameters() if at is None else at
+    params = {k: v.to(device=config.device, dtype=config.dtype) for k, v in theta.items()}
     layout = ParamLayout.of(params)
     result = RunResult(
         objective,
@@ -179,6 +201,9 @@ def run_pair(objective: Objective, estimator: Estimator, config: RunConfig) -> R
         result.status, result.reason = Status.SKIPPED, reason
         return result
     try:
+        if estimator.stateful and at is None:
+            warm_up(objective, estimator, params, config.seed)
+        result.estimator_state = estimator.state_description()
         _measure(objective, estimator, params, config, result)
     except Exception as error:  # one failing pair must not stop the others
         result.status, result.reason = Status.FAILED, f"{type(error).__name__}: {error}"
@@ -285,11 +310,11 @@ def _estimated_reference(
     made_by_run = type(maker) is type(estimator) and maker.config == estimator.config
     run_variance = None
     if not made_by_run:
-        pilot_rows = _default_rows(objective, params, estimator, config, config.dtype, PILOT_ROWS)
+        pilot_rows = default_rows(objective, params, estimator, config, config.dtype, PILOT_ROWS)
         seed = derive_seed(config.seed, objective.name, estimator.name, "reference pilot")
         pilot = torch.Generator(device=config.device).manual_seed(seed)
         run_variance = run_variance_of(estimator.estimate(objective, params, pilot_rows, pilot))
-    rows = _default_rows(objective, exact_params, maker, config, torch.float64, MAX_ROWS_PER_CALL)
+    rows = default_rows(objective, exact_params, maker, config, torch.float64, MAX_ROWS_PER_CALL)
     estimated = estimate_reference(
         objective,
         maker,
@@ -311,7 +336,7 @@ def _estimated_reference(
     return estimated.reference
 
 
-def _default_rows(
+def default_rows(
     objective: Objective,
     params: Params,
     estimator: Estimator,

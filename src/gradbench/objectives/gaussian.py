@@ -18,7 +18,8 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Distribution, Independent, Normal, constraints
+from torch.distributions.constraints import Constraint
 
 from gradbench.core.errors import InputError
 from gradbench.core.objective import Capability, Objective
@@ -52,6 +53,9 @@ class DiagonalGaussian(Objective):
 
     def transform(self, noise: Tensor, params: Params) -> Tensor:
         return params["mu"] + params["sigma"] * noise
+
+    def constraints(self) -> dict[str, Constraint]:
+        return {"sigma": constraints.positive}
 
 
 class GaussianObjective(DiagonalGaussian):

@@ -20,7 +20,8 @@ from abc import abstractmethod
 
 import torch
 from torch import Tensor
-from torch.distributions import Beta, Dirichlet, Distribution, Gamma, Independent
+from torch.distributions import Beta, Dirichlet, Distribution, Gamma, Independent, constraints
+from torch.distributions.constraints import Constraint
 
 from gradbench.core.objective import Objective
 from gradbench.core.params import Params
@@ -93,6 +94,9 @@ class GammaSquare(RsampleObjective):
         Setting("rate", float, 1.0, "rate β", positive),
     )
 
+    def constraints(self) -> dict[str, Constraint]:
+        return {"concentration": constraints.positive, "rate": constraints.positive}
+
     def parameters(self) -> Params:
         dim = int(self.setting("dim"))
         return {
@@ -122,6 +126,9 @@ class BetaSquare(RsampleObjective):
         Setting("a", float, 2.0, "first concentration a", positive),
         Setting("b", float, 3.0, "second concentration b", positive),
     )
+
+    def constraints(self) -> dict[str, Constraint]:
+        return {"a": constraints.positive, "b": constraints.positive}
 
     def parameters(self) -> Params:
         dim = int(self.setting("dim"))
@@ -153,6 +160,9 @@ class DirichletSquare(RsampleObjective):
         Setting("categories", int, 3, "number of categories K", at_least(2)),
         Setting("alpha", float, 1.5, "smallest concentration", positive),
     )
+
+    def constraints(self) -> dict[str, Constraint]:
+        return {"alpha": constraints.positive}
 
     def parameters(self) -> Params:
         alpha = self.setting("alpha")

@@ -46,6 +46,8 @@ WARMUP_NODES = 32
 class BayesianLogisticRegression(DiagonalGaussian):
     """ELBO of Bayesian logistic regression on breast cancer; parameters ``mu``, ``sigma``."""
 
+    maximize = True  # the ELBO
+
     name = "bayes-logreg"
     description = "ELBO of Bayesian logistic regression, breast cancer data, mean-field Gaussian"
     reference_method = "exact (quadrature)"

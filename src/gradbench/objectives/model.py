@@ -103,12 +103,14 @@ class ModelObjective(Objective):
         parameters: Mapping[str, Tensor] | None = None,
         differentiable_cost: bool | None = None,
         relaxed_cost: bool = False,
+        maximize: bool = False,
     ) -> type[ModelObjective]:
         """A ModelObjective class named ``name`` from a ``module`` (θ = its weights) or named
         ``parameters``, θ ↦ q_θ (``distribution``) and f (``cost``); register it with
         :func:`gradbench.register_objective`. ``differentiable_cost``: whether f is
         differentiable in x (default: where the family has ``rsample``); ``relaxed_cost``:
-        for Bernoulli models, whether f is defined and differentiable between 0 and 1."""
+        for Bernoulli models, whether f is defined and differentiable between 0 and 1;
+        ``maximize``: whether training maximises J (a reward, an ELBO)."""
         if (module is None) == (parameters is None):
             raise TypeError(f"{name}: give exactly one of module= and parameters=")
         model = module if module is not None else dict(parameters or {})
@@ -117,6 +119,7 @@ class ModelObjective(Objective):
             "description": description,
             "cost_is_differentiable": differentiable_cost,
             "cost_is_relaxed": relaxed_cost,
+            "maximize": maximize,
             "build_model": lambda self: model,
             "model_distribution": lambda self, view: distribution(view),
             "model_cost": lambda self, x: cost(x),

@@ -175,6 +175,8 @@ class TrajectoryDistribution(Distribution):
 class RiverSwimPolicy(Objective):
     """Expected return of a softmax policy on RiverSwim; parameter ``logits`` ``[6, 2]``."""
 
+    maximize = True  # the expected return
+
     name = "policy-mdp"
     description = "return of a softmax policy on RiverSwim (6 states, horizon H), exact by DP"
     reference_method = "exact (dynamic programming)"

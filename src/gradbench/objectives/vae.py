@@ -122,6 +122,8 @@ class Pretrained:
 class _VariationalAutoencoder(Objective):
     """Shared data, networks and cost; subclasses give q_φ, its sampler and its KL."""
 
+    maximize = True  # the ELBO
+
     settings = (
         Setting("batch", int, 32, "images in the objective (the dataset's first B)", at_least(1)),
     )

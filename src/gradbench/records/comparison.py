@@ -44,6 +44,7 @@ COLUMNS = (
     "grad_dim",
     "evals_per_sample",
     "declared_unbiased",
+    "estimator_state",
     "reference",
     "reference_estimator",
     "reference_samples",
@@ -174,13 +175,14 @@ def build_comparison(
     """Turn run results into the record every output is a view of."""
     comparison = Comparison(provenance=provenance, interrupted=interrupted)
     for result in results:
-        comparison.rows.append(_row(result, config, provenance))
+        comparison.rows.append(result_row(result, config, provenance))
         comparison.details.extend(_detail_rows(result))
     mark_best(comparison.rows)
     return comparison
 
 
-def _row(result: RunResult, config: RunConfig, provenance: dict) -> dict:
+def result_row(result: RunResult, config: RunConfig, provenance: dict) -> dict:
+    """The main table's row of one pair (see :data:`COLUMNS`)."""
     row: dict = dict.fromkeys(COLUMNS, NAN)
     row.update(
         objective=result.objective.name,
@@ -197,6 +199,7 @@ def _row(result: RunResult, config: RunConfig, provenance: dict) -> dict:
         grad_dim=result.grad_dim,
         evals_per_sample=result.evals_per_sample,
         declared_unbiased=result.estimator.unbiased,
+        estimator_state=result.estimator_state,
         reference=result.reference_method or _reference_method(result.objective),
         reference_estimator=result.reference_estimator or NAN,
         reference_samples=result.reference_samples or NAN,

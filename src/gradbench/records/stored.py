@@ -24,7 +24,7 @@ SUFFIXES = (".csv", ".json")
 #: version before they existed) read as undefined: empty, and ``best``, ``made_reference`` false.
 REQUIRED_COLUMNS = ("objective", "estimator", "status", "variance")
 #: Text columns that are empty for most rows; CSV readers turn an empty cell into NaN.
-TEXT_COLUMNS = ("reason", "warnings")
+TEXT_COLUMNS = ("reason", "warnings", "estimator_state")
 #: Columns of the main table that are not numbers; every other one of COLUMNS is.
 _NOT_NUMBERS = (
     "objective",
@@ -36,6 +36,7 @@ _NOT_NUMBERS = (
     "device_name",
     "dtype",
     "declared_unbiased",
+    "estimator_state",
     "reference",
     "reference_estimator",
     "made_reference",
