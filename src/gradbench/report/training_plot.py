@@ -41,7 +41,7 @@ MAX_DASHED_TRAJECTORIES = 4
 #: One marker per trajectory for the dashed basket lines (in the order of the trained names).
 TRAJECTORY_MARKERS = ("o", "s", "^", "D")
 Z_95 = 1.96
-LEGEND_COLUMNS = 6
+LEGEND_COLUMNS = 4
 
 
 def write_training_figure(table: pd.DataFrame, basket: pd.DataFrame | None, path: Path) -> None:
