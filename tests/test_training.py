@@ -23,6 +23,7 @@ from gradbench.engine.training import TrainConfig, train_trajectory
 from gradbench.estimators.reinforce import Reinforce
 from gradbench.estimators.reparam import Reparam
 from gradbench.objectives.gaussian import GaussianSquare
+from gradbench.sweeps.executors import DaskCluster
 from gradbench.sweeps.training import train
 
 ALPHA = 1e-4
@@ -109,7 +110,8 @@ def test_same_seed_same_trajectories_on_every_executor():
     )
     here, again = train(**options), train(**options)
     pool = train(**options, executor="process", workers=2)
-    for other in (again, pool):
+    dask = train(**options, executor=DaskCluster(workers=2, processes=False))
+    for other in (again, pool, dask):
         pd.testing.assert_frame_equal(_numbers(here.table()), _numbers(other.table()))
         pd.testing.assert_frame_equal(_numbers(here.basket_table()), _numbers(other.basket_table()))
     seeds = here.table().groupby(["objective", "estimator"])["seed"].nunique()
@@ -144,3 +146,21 @@ def test_train_refuses_bad_input_in_one_line(option, value, named):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and named in lines[0]
+
+
+def test_plot_draws_a_saved_training_result(tmp_path):
+    pytest.importorskip("matplotlib")
+    runner = CliRunner()
+    csv, basket, json = tmp_path / "t.csv", tmp_path / "b.csv", tmp_path / "t.json"
+    trained = runner.invoke(
+        app,
+        ["train", "gaussian-square", "-e", "reparam", "--steps", "4", "--eval-every", "2",
+         "-n", "500", "--repeats", "0", "--csv", str(csv), "--basket-csv", str(basket),
+         "--json", str(json)],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.stderr
+    for arguments in ([str(csv), "--detail", str(basket)], [str(json)]):
+        out = tmp_path / "figure.png"
+        drawn = runner.invoke(app, ["plot", *arguments, "-o", str(out), "--overwrite"])
+        assert drawn.exit_code == 0, drawn.stderr
+        assert out.stat().st_size > 0

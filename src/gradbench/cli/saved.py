@@ -18,11 +18,13 @@ from gradbench.core.errors import InputError
 from gradbench.records.difference import Difference, compare_results
 from gradbench.records.files import write_atomic
 from gradbench.records.stored import read_result
+from gradbench.records.training import is_training_result, read_training
 from gradbench.report.difference import markdown_table as difference_markdown
 from gradbench.report.difference import note_lines as difference_notes
 from gradbench.report.difference import rich_table as difference_table
 from gradbench.report.figure.build import figure_data
 from gradbench.report.plot import write_figure
+from gradbench.report.training_plot import write_training_figure
 from gradbench.report.view import ViewOptions, markdown_view, terminal_view
 
 
@@ -38,7 +40,8 @@ def plot_command(
         typer.Option(
             metavar="DETAIL",
             help="The same run's per-coordinate table (its --detail-csv, or its JSON): one"
-            " variance panel per coordinate, e.g. ∂/∂mu[0] and ∂/∂sigma[0].",
+            " variance panel per coordinate, e.g. ∂/∂mu[0] and ∂/∂sigma[0]; for a train"
+            " result, its --basket-csv.",
         ),
     ] = None,
     x: Annotated[
@@ -56,8 +59,19 @@ def plot_command(
 ) -> None:
     """Draw a result: variance (log scale) against the swept parameter, one line per estimator
     with its interval band and the exact variance where known, with bias and time panels; for a
-    comparison without a sweep, one point per estimator."""
+    comparison without a sweep, one point per estimator. A train result (its --csv, with its
+    --basket-csv as --detail, or its JSON) draws J by step and by second and the basket's
+    variance."""
     load_plugins(plugin)
+    if is_training_result(results):
+        try:
+            check_figure(out, "--out", overwrite)
+            table, basket = read_training(results, detail)
+        except InputError as problem:
+            error(str(problem))
+            raise typer.Exit(USAGE_ERROR) from None
+        _write(out, lambda: write_training_figure(table, basket, out))
+        return
     try:
         check_figure(out, "--out", overwrite)
         data = figure_data(read_result(results, detail), x)

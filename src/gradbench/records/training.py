@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from gradbench.core.errors import InputError
 from gradbench.core.params import ParamLayout
 from gradbench.engine.training import TrainConfig, Trajectory
 from gradbench.records.comparison import COLUMNS, result_row
@@ -150,3 +151,46 @@ class TrainingResult:
 def _safe(row: dict) -> dict:
     """A row for JSON: NaN and ±inf as null."""
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+
+
+#: Columns that make a table a training result (a comparison has neither).
+TRAINING_MARKERS = ("objective_value", "wall_time_s")
+
+
+def is_training_result(path: Path) -> bool:
+    """Whether the saved file at ``path`` is a ``train`` result (its CSV or JSON)."""
+    try:
+        if path.suffix.lower() == ".json":
+            return "checkpoints" in json.loads(path.read_text(encoding="utf-8"))
+        header = pd.read_csv(path, nrows=0).columns
+    except (OSError, ValueError):
+        return False
+    return all(marker in header for marker in TRAINING_MARKERS)
+
+
+def read_training(path: Path, basket: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The checkpoint table and basket table of a saved ``train`` result: its JSON (both), or
+    its CSV with the basket from ``basket`` (a ``--basket-csv`` or the JSON; none: empty)."""
+
+    def tables(source: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if source.suffix.lower() == ".json":
+            document = json.loads(source.read_text(encoding="utf-8"))
+            return pd.DataFrame(document["checkpoints"]), pd.DataFrame(document["basket"])
+        return pd.read_csv(source), pd.DataFrame()
+
+    try:
+        table, measured = tables(path)
+        if basket is not None:
+            measured = (
+                tables(basket)[1] if basket.suffix.lower() == ".json" else pd.read_csv(basket)
+            )
+    except (OSError, ValueError, KeyError) as problem:
+        raise InputError(f"cannot read the training result: {problem}") from None
+    missing = [
+        c for c in ("objective", "estimator", "seed", "step", *TRAINING_MARKERS) if c not in table
+    ]
+    if missing:
+        raise InputError(
+            f"{str(path)!r} is not a gradbench train table; missing: {', '.join(missing)}"
+        )
+    return table, measured

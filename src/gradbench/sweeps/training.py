@@ -31,7 +31,7 @@ from gradbench.extend import registry
 from gradbench.extend.plugins import PluginError, absolute_spec, load_plugin
 from gradbench.records.provenance import provenance
 from gradbench.records.training import TrainingResult, trajectory_rows
-from gradbench.sweeps.executors import make_executor
+from gradbench.sweeps.executors import Executor, make_executor
 from gradbench.sweeps.journal import Journal
 from gradbench.sweeps.orchestration import SweepError
 
@@ -136,7 +136,7 @@ def train(
     dtype: str = "float32",
     settings: Mapping[str, object] | None = None,
     timing_repeats: int = RunConfig.timing_repeats,
-    executor: str = "inprocess",
+    executor: str | Executor = "inprocess",
     workers: int | None = None,
     scheduler: str | None = None,
     plugins: Sequence[str] = (),
@@ -202,7 +202,7 @@ def train(
         for estimator in estimator_names
         for replicate in range(replicates)
     ]
-    running = make_executor(executor, workers, scheduler)
+    running = make_executor(executor, workers, scheduler) if isinstance(executor, str) else executor
     record = provenance(resolve_device(device), resolve_dtype(dtype), seed, n_samples, None)
     result = TrainingResult(provenance=record)
     records: dict[str, dict] = {}
