@@ -181,6 +181,11 @@ class Objective(ABC):
         whatever the step; a parameter not named here is optimised as it is."""
         return {}
 
+    def optimal_value(self) -> float | None:
+        """The optimum of J over θ (its infimum, or supremum where :attr:`maximize`) where it
+        is known, for ``gradbench train``'s figure; None (the default) where it is not."""
+        return None
+
     def analytic_term(self, params: Params) -> Tensor | None:
         """h(θ), the part of J outside the expectation (a scalar), or None when there is none."""
         return None

@@ -98,6 +98,8 @@ class Trajectory:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     reason: str = ""
     estimator_state: str = ""
+    #: Why the estimator cannot run on the objective (then nothing ran); "" when it can.
+    skipped: str = ""
 
 
 def train_trajectory(
@@ -112,6 +114,9 @@ def train_trajectory(
     run = replace(config.run, seed=seed)
     run_seed = derive_seed(seed, objective.name, estimator.name, "train")
     trajectory = Trajectory(objective, estimator, seed, run_seed)
+    if reason := estimator.skip_reason(objective):
+        trajectory.skipped = reason
+        return trajectory
     device, dtype = run.device, run.dtype
     start = {k: v.to(device=device, dtype=dtype) for k, v in objective.parameters().items()}
     layout = ParamLayout.of(start)

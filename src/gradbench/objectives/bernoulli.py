@@ -65,3 +65,7 @@ class BernoulliToy(Objective):
     def expected_cost(self, params: Params) -> Tensor:
         p = torch.sigmoid(params["logit"])
         return (p * (1 - self.target) ** 2 + (1 - p) * self.target**2).sum()
+
+    def optimal_value(self) -> float:
+        """The infimum Σ_d min(t², (1 − t)²), as p → 0 or 1."""
+        return self.setting("dim") * min(self.target**2, (1 - self.target) ** 2)

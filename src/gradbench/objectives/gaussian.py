@@ -105,6 +105,10 @@ class GaussianSquare(GaussianObjective):
     def expected_coordinate_cost(self, mu: Tensor, sigma: Tensor) -> Tensor:
         return (mu - self.k) ** 2 + sigma**2
 
+    def optimal_value(self) -> float:
+        """0, the infimum: μ = k and σ → 0."""
+        return 0.0
+
 
 class GaussianExp(GaussianObjective):
     """f(x) = Σ exp(−k x²); E = Σ (1 + 2kσ²)^{-1/2} exp(−k μ² / (1 + 2kσ²)), for 1 + 2kσ² > 0."""
@@ -133,6 +137,10 @@ class GaussianExp(GaussianObjective):
         spread = 1 + 2 * self.k * sigma**2
         return torch.exp(-self.k * mu**2 / spread) / torch.sqrt(spread)
 
+    def optimal_value(self) -> float:
+        """The infimum: 0 per coordinate for k > 0 (|μ| → ∞), else 1 (μ = 0, σ → 0)."""
+        return self.setting("dim") * (0.0 if self.k > 0 else 1.0)
+
 
 class GaussianCos(GaussianObjective):
     """f(x) = Σ cos(k x); E = Σ cos(kμ) exp(−k²σ²/2)."""
@@ -140,6 +148,10 @@ class GaussianCos(GaussianObjective):
     name = "gaussian-cos"
     description = "f(x) = Σ cos(k x), x ~ N(μ, σ²)"
     settings = (*GAUSSIAN_SETTINGS, Setting("k", float, 5.0, "frequency k"))
+
+    def optimal_value(self) -> float:
+        """The infimum: −1 per coordinate for k ≠ 0 (μ = π/k, σ → 0), else 1."""
+        return self.setting("dim") * (-1.0 if self.k != 0 else 1.0)
 
     def coordinate_cost(self, x: Tensor) -> Tensor:
         return torch.cos(self.k * x)

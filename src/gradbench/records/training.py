@@ -44,6 +44,7 @@ CHECKPOINT_COLUMNS = (
     "batch",
     "steps",
     "estimator_state",
+    "optimum",
 )
 BASKET_KEYS = ("objective", "estimator", "seed", "replicate", "step", "basket_estimator")
 #: θ gets columns of its own up to this many coordinates.
@@ -60,18 +61,21 @@ def trajectory_rows(
         "estimator": estimator.name,
         "seed": trajectory.seed,
         "replicate": replicate,
-        "status": "failed" if trajectory.reason else "ok",
-        "reason": trajectory.reason,
+        "status": "skipped" if trajectory.skipped else "failed" if trajectory.reason else "ok",
+        "reason": trajectory.skipped or trajectory.reason,
         "direction": "maximise" if objective.maximize else "minimise",
         "optimizer": config.optimizer,
         "lr": config.lr,
         "batch": config.batch,
         "steps": config.steps,
         "estimator_state": trajectory.estimator_state,
+        "optimum": math.nan if objective.optimal_value() is None else objective.optimal_value(),
     }
     settings = {f"setting_{k}": v for k, v in objective.config.items()}
     options = {f"option_{k}": v for k, v in estimator.config.items()}
     checkpoints, basket, thetas = [], [], []
+    if trajectory.skipped:  # one row says so; nothing was measured
+        return [{**base, **settings, **options}], [], []
     run = replace(config.run, seed=trajectory.seed)
     for checkpoint in trajectory.checkpoints:
         layout = ParamLayout.of(checkpoint.theta)

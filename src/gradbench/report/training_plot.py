@@ -67,6 +67,8 @@ def draw_training(table: pd.DataFrame, basket: pd.DataFrame | None) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    if "status" in table:  # a skipped trajectory has no checkpoint to draw
+        table = table[table["status"] != "skipped"]
     measured = _measured(basket)
     trained = sorted(table["estimator"].astype(str).unique())
     dashed = len(trained) <= MAX_DASHED_TRAJECTORIES
@@ -155,6 +157,17 @@ def _draw_objective(ax: Axes, rows: pd.DataFrame, x: str, colours: dict, y_label
             ax.fill_between(
                 line[x][band], line["low"][band], line["high"][band], color=colour, alpha=0.18, lw=0
             )
+    optimum = _optimum(rows)
+    if optimum is not None:
+        ax.axhline(optimum, color="0.35", ls=":", lw=1)
+
+
+def _optimum(rows: pd.DataFrame) -> float | None:
+    """The objective's optimal J where the table knows it (the ``optimum`` column)."""
+    if "optimum" not in rows:
+        return None
+    known = pd.to_numeric(rows["optimum"], errors="coerce").dropna()
+    return float(known.iloc[0]) if len(known) else None
 
 
 def _mean_over_seeds(group: pd.DataFrame) -> pd.DataFrame:
@@ -316,6 +329,8 @@ def _caption(table: pd.DataFrame, measured: pd.DataFrame, dashed: bool) -> list[
         lines.append("J(θ): mean over seeds; band ± one standard error of that mean (std/√R).")
     if (seeds == 1).any():
         lines.append("J(θ) with one seed: band ±1.96·se of the estimate of J where it has one.")
+    if any(_optimum(rows) is not None for _, rows in table.groupby("objective")):
+        lines.append("Dotted grey: the optimum of J (its infimum or supremum), where it is known.")
     if not measured.empty:
         text = "Basket variance: solid, each estimator along its own trajectory"
         if dashed and _has_other_pairs(measured):

@@ -18,7 +18,15 @@ from gradbench.stats.replicates import mean_and_se
 def training_view(table: pd.DataFrame, basket: pd.DataFrame) -> RenderableType:
     """One small table per objective, rows ordered by the final J (best first)."""
     parts: list[RenderableType] = []
-    for objective, rows in table.groupby("objective", sort=False):
+    for objective, everything in table.groupby("objective", sort=False):
+        rows = everything[everything["status"] != "skipped"]
+        skipped = sorted(set(everything.loc[everything["status"] == "skipped", "estimator"]))
+        if rows.empty:
+            parts += [
+                Text(f"{objective}: every estimator skipped ({', '.join(skipped)})"),
+                Text(""),
+            ]
+            continue
         first = rows.iloc[0]
         view = Table(box=None, header_style="bold underline", pad_edge=False, padding=(0, 1))
         for header, justify in (
@@ -40,7 +48,11 @@ def training_view(table: pd.DataFrame, basket: pd.DataFrame) -> RenderableType:
             f"{objective}  (J {direction}; {first['steps']} steps of {first['batch']} estimates,"
             f" {first['optimizer']} lr {number(first['lr'])})"
         )
-        parts += [Text(title, style="bold cyan"), view, Text("")]
+        parts += [Text(title, style="bold cyan"), view]
+        if skipped:
+            line = f"skipped (the objective lacks what they require): {', '.join(skipped)}"
+            parts.append(Text(line, style="dim"))
+        parts.append(Text(""))
     parts.append(Text(CAPTION, style="dim"))
     return Group(*parts)
 
