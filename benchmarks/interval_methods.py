@@ -121,7 +121,7 @@ def library_interval(
     variance, rest = with_trace(count, mean, m2)
     shape = variance.shape
     usable = (count > 0) & (count.sum() - count > 1)
-    low, high, kurtosis = jackknife_log_interval(variance.flatten(), rest.flatten(1), usable, n)
+    low, high, kurtosis, _ = jackknife_log_interval(variance.flatten(), rest.flatten(1), usable, n)
     return low.view(shape), high.view(shape), kurtosis.view(shape)
 
 

@@ -383,7 +383,7 @@ def test_the_variance_interval_by_hand():
     kappa_p = 3 * sum((p - centre) ** 4 for p in pseudo) / second**2
     df = min(max(2 / (2 / 2 + (kappa_p - 3) / 3), 1.0), 2.0)
     half = special.stdtrit(df, 0.975) * math.sqrt(jack + 2 / n**2)
-    low, high, kurtosis = jackknife_log_interval(
+    low, high, kurtosis, _ = jackknife_log_interval(
         torch.tensor([estimate], dtype=torch.float64),
         torch.tensor([[v] for v in leave_out], dtype=torch.float64),
         torch.ones(3, dtype=torch.bool),

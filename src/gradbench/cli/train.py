@@ -18,7 +18,7 @@ from gradbench.cli.sweep import Executor, Scheduler, Workers
 from gradbench.core.errors import InputError
 from gradbench.engine.run import RunConfig
 from gradbench.engine.training import OPTIMIZERS
-from gradbench.report.tensorboard import write_tensorboard
+from gradbench.report.tensorboard import require_tensorboard, write_tensorboard
 from gradbench.report.training_plot import write_training_figure
 from gradbench.report.training_summary import training_view
 from gradbench.sweeps.journal import journal_for
@@ -194,6 +194,7 @@ def check_tensorboard(directory: Path | None, overwrite: bool) -> None:
     run is done."""
     if directory is None:
         return
+    require_tensorboard()
     if directory.exists() and not directory.is_dir():
         raise InputError(f"--tensorboard {str(directory)!r} is a file; give a directory")
     if _events(directory) and not overwrite:

@@ -4,10 +4,18 @@ checkpoints of J(θ), ‖∇J(θ)‖ and a basket of estimators measured at θ.
 A trajectory is (objective, estimator, seed). θ starts at the objective's parameters; step t
 draws ``batch`` per-sample estimates g_1..g_B of the estimator at θ_t on the trajectory's own
 generator (seeded from (seed, objective, estimator)), adds the analytic term's exact gradient
-∇h(θ_t), and hands ĝ = (1/B) Σ g_b + ∇h to the optimizer (``torch.optim.SGD`` or ``Adam``),
-which ascends where the objective is maximised (:attr:`~gradbench.core.objective.Objective.
-maximize`: ELBOs, returns) and descends otherwise. Biased estimators train too: that is how
+∇h(θ_t) (autograd, on the device), and hands ĝ = (1/B) Σ g_b + ∇h to the optimizer
+(``torch.optim.SGD`` or ``Adam``), which ascends where the objective is maximised
+(:attr:`~gradbench.core.objective.Objective.maximize`: ELBOs, returns) and descends
+otherwise. Biased estimators train too: that is how
 their bias shows.
+
+A step that leaves θ non-finite or outside its support ends the trajectory, with the step
+in ``reason``.
+
+**The basket's draws.** Each checkpoint's basket runs with the trajectory's seed, so the same
+random numbers serve every checkpoint (common random numbers): the variance curves along a
+trajectory share their sampling noise, which makes differences between checkpoints sharper.
 
 **Constraints.** A parameter with a support other than ℝ
 (:meth:`~gradbench.core.objective.Objective.constraints`: σ > 0, a concentration) is optimised
@@ -16,8 +24,9 @@ back by the chain rule, ∂J/∂u = ∂J/∂θ · ∂θ/∂u, so θ = T(u) stays
 recorded θ is always the objective's own.
 
 **Checkpoints**, at step 0, every ``eval_every`` steps and at the end, record the step, the
-seconds spent on gradient steps so far (device synchronised after each step; checkpoints are
-not counted), J(θ) — exact where the objective has ``expected_cost`` (a closed form,
+seconds spent on gradient steps so far (each step ends with one read from the device, whether
+θ is still finite and in its support, so the seconds are the device's; checkpoints are not
+counted), J(θ) — exact where the objective has ``expected_cost`` (a closed form,
 quadrature, enumeration, dynamic programming), else the mean of ``n_samples`` draws of
 f + h with its standard error —, ‖∇J(θ)‖ from its reference (an estimated reference's smallest
 size, 64·r estimates, where there is no closed form), θ itself, and the basket: each basket
@@ -142,9 +151,6 @@ def train_trajectory(
             if step % config.eval_every == 0 or step == config.steps:
                 checkpoint = _checkpoint(objective, estimator, basket, theta, step, seconds, run)
                 trajectory.checkpoints.append(checkpoint)
-                if not all(bool(v.isfinite().all()) for v in checkpoint.theta.values()):
-                    trajectory.reason = f"θ is no longer finite at step {step}"
-                    break
             if step == config.steps:
                 break
             started = time.perf_counter()
@@ -153,14 +159,21 @@ def train_trajectory(
             with torch.enable_grad():
                 mapped = constrained(free)
                 pulled = layout.unflatten(gradient)
-                torch.autograd.backward(
-                    [mapped[k] for k in free], [pulled[k].to(dtype) for k in free]
-                )
+                outputs, grads = [mapped[k] for k in free], [pulled[k] for k in free]
+                term = objective.analytic_term(mapped)  # ∇h by autograd, on the device
+                if term is not None:
+                    outputs, grads = [*outputs, term], [*grads, torch.ones_like(term)]
+                torch.autograd.backward(outputs, grads)
             optimizer.step()
             estimator.update(objective, theta)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            valid = _valid(constrained(free), objective.constraints())  # the step's one read
             seconds += time.perf_counter() - started
+            if not valid:
+                trajectory.reason = (
+                    f"θ left its support or stopped being finite at step {step + 1}"
+                    " (try a smaller --lr)"
+                )
+                break
     except Exception as error:  # one failing trajectory must not stop the others
         trajectory.reason = f"{type(error).__name__}: {error}"
     trajectory.estimator_state = estimator.state_description()
@@ -174,16 +187,22 @@ def _step_gradient(
     batch: int,
     generator: torch.Generator,
 ) -> Tensor:
-    """ĝ = (1/B) Σ_b g_b + ∇h(θ) at θ, ``[P]`` in θ's dtype."""
+    """ĝ = (1/B) Σ_b g_b at θ, ``[P]`` in θ's dtype (∇h is added by autograd in the step)."""
     estimates = estimator.estimate(objective, theta, batch, generator)
     size = ParamLayout.of(theta).size
     if tuple(estimates.shape) != (batch, size):
         raise ValueError(
             f"{estimator.name} returned shape {tuple(estimates.shape)}, expected {(batch, size)}"
         )
-    gradient = estimates.mean(0)
-    analytic = objective.analytic_gradient({k: v.double().cpu() for k, v in theta.items()})
-    return gradient if analytic is None else gradient + analytic.to(gradient)
+    return estimates.mean(0)
+
+
+def _valid(theta: Params, supports: dict) -> bool:
+    """Whether θ is finite and inside every declared support: one host read per step (the
+    step's result decides whether there is a next one)."""
+    checks = [v.isfinite().all() for v in theta.values()]
+    checks += [supports[k].check(theta[k]).all() for k in supports]
+    return bool(torch.stack(checks).all())
 
 
 def _checkpoint(

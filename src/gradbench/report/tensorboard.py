@@ -30,6 +30,15 @@ def run_directory(directory: Path, objective: str, estimator: str, seed: int) ->
     return Path(directory) / f"{objective}/{estimator}/seed{seed}"
 
 
+def require_tensorboard() -> None:
+    """Refuse ``--tensorboard`` up front, before any work, when the extra is missing."""
+    try:
+        import tensorboard  # noqa: F401
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError:
+        raise InputError(MISSING_TENSORBOARD) from None
+
+
 def write_tensorboard(table: pd.DataFrame, basket: pd.DataFrame | None, directory: Path) -> None:
     """Write the checkpoints of ``table`` and the ``ok`` rows of ``basket`` as event files under
     ``directory``, one run per (objective, estimator, seed)."""

@@ -26,6 +26,7 @@ n ≥ :data:`SAMPLES_PER_KURTOSIS` · κ̂.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -50,17 +51,28 @@ def interval_is_trusted(n: float, kurtosis: float) -> bool:
     return not n < SAMPLES_PER_KURTOSIS * kurtosis  # False only for a defined, large κ̂
 
 
+class LogInterval(NamedTuple):
+    """The 95% interval [``low``, ``high``] of V, the estimate's kurtosis κ̂, and the degrees
+    of freedom ``df`` of the t quantile the interval used, each ``[W]``."""
+
+    low: Tensor
+    high: Tensor
+    kurtosis: Tensor
+    df: Tensor
+
+
 def jackknife_log_interval(
     estimate: Tensor, leave_out: Tensor, usable: Tensor, n: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The 95% interval of V and κ̂ (module docstring), each ``[W]``, from ``estimate [W]``,
+) -> LogInterval:
+    """The 95% interval of V, κ̂ and the t's degrees of freedom (module docstring), each
+    ``[W]``, from ``estimate [W]``,
     the leave-one-group-out variances ``leave_out [G, W]``, the groups that hold data
     ``usable [G]`` and the sample size ``n``. NaN where fewer than 2 groups hold data; the
     interval of V = 0 exactly (a deterministic estimator) is [0, 0]."""
     groups = int(usable.sum())
     if groups < 2:
         nan = torch.full_like(estimate, math.nan)
-        return nan, nan, nan
+        return LogInterval(nan, nan, nan, nan)
     pseudo = groups * estimate.log() - (groups - 1) * leave_out[usable].log()
     centred = pseudo - pseudo.mean(0)
     second = (centred**2).sum(0)
@@ -76,4 +88,4 @@ def jackknife_log_interval(
     # V > 0 with an undefined jackknife (a group that holds all the variance): κ̂ = ∞, untrusted.
     kurtosis = torch.nan_to_num(1 + n * jackknife_variance, nan=math.inf)
     kurtosis = torch.where(zero, math.nan, kurtosis)
-    return torch.where(zero, 0.0, low), torch.where(zero, 0.0, high), kurtosis
+    return LogInterval(torch.where(zero, 0.0, low), torch.where(zero, 0.0, high), kurtosis, df)

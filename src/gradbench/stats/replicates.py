@@ -67,7 +67,7 @@ def replicate_variance_interval(
     k = defined.numel()
     mean = defined.mean()
     leave_out = ((defined.sum() - defined) / max(k - 1, 1)).unsqueeze(1)  # [k, 1]
-    low, high, _ = jackknife_log_interval(
+    low, high, *_ = jackknife_log_interval(
         mean.reshape(1), leave_out, torch.ones(k, dtype=torch.bool), n_total
     )
     return float(mean), float(low[0]), float(high[0])

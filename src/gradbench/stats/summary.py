@@ -30,7 +30,7 @@ from torch import Tensor
 
 from gradbench.stats import student_t
 from gradbench.stats.bias_test import bias_z, welch_degrees_of_freedom
-from gradbench.stats.intervals import jackknife_log_interval
+from gradbench.stats.intervals import LogInterval, jackknife_log_interval
 from gradbench.stats.moments import leave_one_group_out, pool
 
 #: Per-sample scalar columns tracked after the P gradient coordinates, in this order:
@@ -51,6 +51,8 @@ class Summary:
     reference: Tensor
     coordinate_variance: Tensor
     coordinate_variance_ci: tuple[Tensor, Tensor]
+    #: Degrees of freedom of each coordinate interval's t quantile (Satterthwaite's ν).
+    coordinate_variance_df: Tensor
     bias_se: Tensor
     bias_z: Tensor
     variance: float
@@ -125,7 +127,8 @@ def summarise(
         mean=grad_mean,
         reference=reference,
         coordinate_variance=grad_var,
-        coordinate_variance_ci=coordinate_ci,
+        coordinate_variance_ci=(coordinate_ci.low, coordinate_ci.high),
+        coordinate_variance_df=coordinate_ci.df,
         bias_se=bias_se,
         bias_z=z,
         variance=variance,
@@ -151,7 +154,7 @@ def _variance_intervals(
     m2: Tensor,
     pooled: tuple[Tensor, Tensor, Tensor],
     grad_var: Tensor,
-) -> tuple[tuple[Tensor, Tensor], tuple[float, float], float]:
+) -> tuple[LogInterval, tuple[float, float], float]:
     """The intervals of every s_j² (``grad_var [P]``) and of their sum (the trace), and the
     trace's κ̂, from the groups' moments and their pooled ``(total, mean, m2)``."""
     P = grad_var.numel()
@@ -159,10 +162,10 @@ def _variance_intervals(
     rest_var = rest_m2[:, :P] / (rest - 1).clamp(min=1).unsqueeze(1)
     usable = (count > 0) & (rest > 1)
     n = int(pooled[0])
-    *coordinate, _ = jackknife_log_interval(grad_var, rest_var, usable, n)
+    coordinate = jackknife_log_interval(grad_var, rest_var, usable, n)
     trace = grad_var.sum().reshape(1)
-    low, high, kurtosis = jackknife_log_interval(trace, rest_var.sum(1, keepdim=True), usable, n)
-    return tuple(coordinate), (float(low[0]), float(high[0])), float(kurtosis[0])
+    low, high, kurtosis, _ = jackknife_log_interval(trace, rest_var.sum(1, keepdim=True), usable, n)
+    return coordinate, (float(low[0]), float(high[0])), float(kurtosis[0])
 
 
 def _bias_test(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -84,6 +84,8 @@ class TrainOptions:
             "seed": self.seed,
             "device": self.device,
             "dtype": self.dtype,
+            "timing_repeats": self.timing_repeats,
+            "plugins": list(self.plugins),
             "settings": {k: str(v) for k, v in self.settings},
             **self.reference.manifest(),
         }
@@ -96,7 +98,8 @@ class TrainOptions:
             device=resolve_device(self.device),
             dtype=resolve_dtype(self.dtype),
             timing_repeats=self.timing_repeats,
-            reference=self.reference.plan(settings),
+            # Each checkpoint's θ is new: its estimated reference would never be read back.
+            reference=replace(self.reference, cache=False).plan(settings),
         )
         return TrainConfig(self.steps, self.batch, self.optimizer, self.lr, self.eval_every, run)
 
