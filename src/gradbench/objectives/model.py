@@ -55,6 +55,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
+from torch.distributions.constraints import Constraint
 
 from gradbench.core.device_copies import on_device_of
 from gradbench.core.objective import Capability, Objective
@@ -104,13 +105,16 @@ class ModelObjective(Objective):
         differentiable_cost: bool | None = None,
         relaxed_cost: bool = False,
         maximize: bool = False,
+        constraints: Mapping[str, Constraint] | None = None,
     ) -> type[ModelObjective]:
         """A ModelObjective class named ``name`` from a ``module`` (θ = its weights) or named
         ``parameters``, θ ↦ q_θ (``distribution``) and f (``cost``); register it with
         :func:`gradbench.register_objective`. ``differentiable_cost``: whether f is
         differentiable in x (default: where the family has ``rsample``); ``relaxed_cost``:
         for Bernoulli models, whether f is defined and differentiable between 0 and 1;
-        ``maximize``: whether training maximises J (a reward, an ELBO)."""
+        ``maximize``: whether training maximises J (a reward, an ELBO); ``constraints``: the
+        support of each named parameter that is not ℝ, for training (``{"scale": positive}``).
+        """
         if (module is None) == (parameters is None):
             raise TypeError(f"{name}: give exactly one of module= and parameters=")
         model = module if module is not None else dict(parameters or {})
@@ -120,6 +124,7 @@ class ModelObjective(Objective):
             "cost_is_differentiable": differentiable_cost,
             "cost_is_relaxed": relaxed_cost,
             "maximize": maximize,
+            "constraints": lambda self: dict(constraints or {}),
             "build_model": lambda self: model,
             "model_distribution": lambda self, view: distribution(view),
             "model_cost": lambda self, x: cost(x),
