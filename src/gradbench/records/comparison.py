@@ -137,8 +137,8 @@ class Comparison:
             "schema_version": self.provenance.get("schema_version"),
             "provenance": self.provenance,
             "interrupted": self.interrupted,
-            "results": [_json_safe(row) for row in self.table().to_dict("records")],
-            "details": [_json_safe(row) for row in self.detail_table().to_dict("records")],
+            "results": [json_safe(row) for row in self.table().to_dict("records")],
+            "details": [json_safe(row) for row in self.detail_table().to_dict("records")],
         }
         return json.dumps(document, indent=2, allow_nan=False) + "\n"
 
@@ -158,7 +158,9 @@ def _integral(values: Iterable[object]) -> bool:
     return bool(defined) and all(isinstance(v, int) and not isinstance(v, bool) for v in defined)
 
 
-def _json_safe(row: dict) -> dict:
+def json_safe(row: dict) -> dict:
+    """A row for JSON: NaN, ±inf and pandas' NA as null, numpy scalars as Python ones."""
+
     def clean(value: object) -> object:
         if value is pd.NA or (isinstance(value, float) and not math.isfinite(value)):
             return None

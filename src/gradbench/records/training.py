@@ -22,7 +22,7 @@ import pandas as pd
 from gradbench.core.errors import InputError
 from gradbench.core.params import ParamLayout
 from gradbench.engine.training import TrainConfig, Trajectory
-from gradbench.records.comparison import COLUMNS, result_row
+from gradbench.records.comparison import COLUMNS, json_safe, result_row
 from gradbench.records.files import write_atomic
 from gradbench.records.ranking import mark_best
 
@@ -69,7 +69,7 @@ def trajectory_rows(
         "batch": config.batch,
         "steps": config.steps,
         "estimator_state": trajectory.estimator_state,
-        "optimum": math.nan if objective.optimal_value() is None else objective.optimal_value(),
+        "optimum": _number(objective.optimal_value()),
     }
     settings = {f"setting_{k}": v for k, v in objective.config.items()}
     options = {f"option_{k}": v for k, v in estimator.config.items()}
@@ -113,6 +113,10 @@ def trajectory_rows(
     return checkpoints, basket, thetas
 
 
+def _number(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
 @dataclass
 class TrainingResult:
     """Checkpoint rows, basket rows, θ per checkpoint and provenance of a ``train`` run."""
@@ -145,16 +149,11 @@ class TrainingResult:
         document = {
             "provenance": self.provenance,
             "interrupted": self.interrupted,
-            "checkpoints": [_safe(row) for row in self.checkpoints],
+            "checkpoints": [json_safe(row) for row in self.checkpoints],
             "theta": self.thetas,
-            "basket": [_safe(row) for row in self.basket],
+            "basket": [json_safe(row) for row in self.basket],
         }
         write_atomic(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
-
-
-def _safe(row: dict) -> dict:
-    """A row for JSON: NaN and ±inf as null."""
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
 
 
 #: Columns that make a table a training result (a comparison has neither).

@@ -85,16 +85,7 @@ def sweep(
     anything runs, :class:`SweepError` when a worker or the cluster fails.
     """
     check_run_options(n_samples, chunk_size, timing_repeats, seed)
-    if resume and journal is None:
-        raise InputError("resume needs a journal: --resume needs --csv PATH")
-    resolve_device(device)
-    resolve_dtype(dtype)
-    specs = tuple(absolute_spec(spec) for spec in plugins)
-    for spec in specs:
-        try:
-            load_plugin(spec)
-        except PluginError as error:
-            raise InputError(str(error)) from None
+    specs = check_task_inputs(resume, journal, device, dtype, plugins)
     chosen_axes = _axes(axes)
     objective_names = list(objectives or registry.objectives.names())
     estimator_names = list(estimators or registry.estimators.names())
@@ -129,6 +120,25 @@ def sweep(
     except KeyboardInterrupt:
         result.interrupted = True
     return result
+
+
+def check_task_inputs(
+    resume: bool, journal: Path | None, device: str, dtype: str, plugins: Sequence[str]
+) -> tuple[str, ...]:
+    """The checks every journalled run of tasks makes before anything runs (a sweep, a
+    training run): ``resume`` needs a journal, the device and dtype exist, and the plugins
+    load here. Returns the plugin specs made absolute, as the workers will load them."""
+    if resume and journal is None:
+        raise InputError("resume needs a journal: --resume needs --csv PATH")
+    resolve_device(device)
+    resolve_dtype(dtype)
+    specs = tuple(absolute_spec(spec) for spec in plugins)
+    for spec in specs:
+        try:
+            load_plugin(spec)
+        except PluginError as error:
+            raise InputError(str(error)) from None
+    return specs
 
 
 def _run(

@@ -28,12 +28,12 @@ from gradbench.core.seeding import derive_seed
 from gradbench.engine.run import RunConfig
 from gradbench.engine.training import OPTIMIZERS, TrainConfig, train_trajectory
 from gradbench.extend import registry
-from gradbench.extend.plugins import PluginError, absolute_spec, load_plugin
+from gradbench.extend.plugins import load_plugin
 from gradbench.records.provenance import provenance
 from gradbench.records.training import TrainingResult, trajectory_rows
 from gradbench.sweeps.executors import Executor, make_executor
 from gradbench.sweeps.journal import Journal
-from gradbench.sweeps.orchestration import SweepError
+from gradbench.sweeps.orchestration import SweepError, check_task_inputs
 
 
 @dataclass(frozen=True)
@@ -109,10 +109,12 @@ def run_train_task(task: TrainTask, options: TrainOptions) -> dict:
     for spec in options.plugins:
         load_plugin(spec)
     settings = dict(options.settings)
-    (objective,), (estimator,) = instantiate([task.objective], [task.estimator], settings)
-    _, others = instantiate([task.objective], list(options.basket), settings)
-    # The trained estimator is its own basket member: measured in its trajectory's state.
-    basket = [estimator if other.name == estimator.name else other for other in others]
+    names = list(dict.fromkeys([task.estimator, *options.basket]))
+    (objective,), built = instantiate([task.objective], names, settings)
+    # One instance per name: the trained estimator is its own basket member, measured in its
+    # trajectory's state.
+    by_name = dict(zip(names, built, strict=True))
+    estimator, basket = by_name[task.estimator], [by_name[name] for name in options.basket]
     config = options.config()
     trajectory = train_trajectory(objective, estimator, basket, config, task.seed(options.seed))
     record = provenance(config.run.device, config.run.dtype, options.seed, options.n_samples, None)
@@ -166,16 +168,7 @@ def train(
         raise InputError(f"unknown optimizer {optimizer!r}; valid choices: {', '.join(OPTIMIZERS)}")
     if not (math.isfinite(lr) and lr > 0):
         raise InputError(f"--lr {lr}: must be a positive number")
-    if resume and journal is None:
-        raise InputError("resume needs a journal: --resume needs --csv PATH")
-    resolve_device(device)
-    resolve_dtype(dtype)
-    specs = tuple(absolute_spec(spec) for spec in plugins)
-    for spec in specs:
-        try:
-            load_plugin(spec)
-        except PluginError as error:
-            raise InputError(str(error)) from None
+    specs = check_task_inputs(resume, journal, device, dtype, plugins)
     objective_names = list(objectives or registry.objectives.names())
     estimator_names = list(dict.fromkeys(estimators or registry.estimators.names()))
     basket_names = list(dict.fromkeys(basket or estimator_names))
