@@ -35,6 +35,9 @@ class Estimator(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     requires: ClassVar[frozenset[Capability]] = frozenset()
+    #: Capabilities of which the objective must offer at least one, beside :attr:`requires`
+    #: (a relaxation runs on Bernoulli or on categorical draws); empty: no such condition.
+    requires_one_of: ClassVar[frozenset[Capability]] = frozenset()
     unbiased: ClassVar[bool] = True
     options: ClassVar[tuple[Setting, ...]] = ()
     #: :meth:`evals_per_sample` in words, for listings ("1", "2P", "K").
@@ -62,10 +65,22 @@ class Estimator(ABC):
 
     def skip_reason(self, objective: Objective) -> str:
         """Why this estimator cannot run on ``objective``; empty when it can."""
-        lacking = sorted(c.value for c in self.requires - objective.capabilities())
+        offered = objective.capabilities()
+        lacking = sorted(c.value for c in self.requires - offered)
+        if self.requires_one_of and not self.requires_one_of & offered:
+            lacking.append(" or ".join(sorted(c.value for c in self.requires_one_of)))
         if not lacking:
             return ""
         return f"requires {' and '.join(lacking)}, which {objective.name} does not offer"
+
+    @classmethod
+    def requirements(cls) -> str:
+        """What the estimator requires, in words (``Bernoulli logit or categorical logits and
+        relaxed cost``); "nothing" when it runs on every objective."""
+        parts = sorted(c.value for c in cls.requires)
+        if cls.requires_one_of:
+            parts.insert(0, " or ".join(sorted(c.value for c in cls.requires_one_of)))
+        return " and ".join(parts) or "nothing"
 
     def reset(self, objective: Objective, params: Params) -> None:  # noqa: B027 - optional hook
         """Put a stateful estimator's state at its start for ``objective`` at ``params``."""

@@ -56,7 +56,15 @@ class Capability(StrEnum):
     #: (θ itself for a toy, an encoder's output for a VAE), ε ~ U(0, 1) noise with
     #: b = 1[ε < sigmoid(ℓ_θ)], and a cost free of θ.
     BERNOULLI = "Bernoulli logit"
-    #: The cost is defined, and differentiable, between the discrete values (relaxations).
+    #: q_θ = Π_v OneHotCategorical(softmax(ℓ_θ,v)) over independent variables v, with logits
+    #: ℓ_θ = ``categorical_logits(θ)`` ``[*B, *V, K]``: the event is ``[*V, K]``, each draw
+    #: one-hot in its last dim, and the cost is free of θ. The discrete estimators draw their
+    #: own Gumbel-max samples x = onehot(argmax(ℓ + G)) from the run's generator, so the
+    #: objective's own noise and map are its choice (inversion, Gumbel-max).
+    CATEGORICAL = "categorical logits"
+    #: The cost is defined, and differentiable, between the discrete values (relaxations): on
+    #: [0, 1] for Bernoulli draws, on the probability simplex of each variable (non-negative,
+    #: summing to 1 over the last dim) for one-hot categorical draws.
     RELAXED_COST = "relaxed cost"
 
 
@@ -235,6 +243,12 @@ class Objective(ABC):
         """The logits ℓ_θ ``[*B, *event]`` of q_θ, for objectives offering
         :attr:`Capability.BERNOULLI`; the discrete estimators pull their ∇_ℓ back to θ."""
         raise NotImplementedError(f"{self.name} does not offer {Capability.BERNOULLI.value}")
+
+    def categorical_logits(self, params: Params) -> Tensor:
+        """The logits ℓ_θ ``[*B, *V, K]`` of q_θ, for objectives offering
+        :attr:`Capability.CATEGORICAL`; K is the last dim of the event ``[*V, K]``. The
+        discrete estimators pull their ∇_ℓ back to θ."""
+        raise NotImplementedError(f"{self.name} does not offer {Capability.CATEGORICAL.value}")
 
     @classmethod
     def declared_capabilities(cls) -> frozenset[Capability]:

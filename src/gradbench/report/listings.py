@@ -29,10 +29,9 @@ def estimator_listing(entries: Mapping[str, Entry]) -> Table:
     rows = []
     for name, entry in entries.items():
         cls = entry.cls
-        requires = ", ".join(sorted(c.value for c in cls.requires)) or "nothing"
         lines = [
             cls.description,
-            f"requires {requires}; {'unbiased' if cls.unbiased else 'biased'};"
+            f"requires {cls.requirements()}; {'unbiased' if cls.unbiased else 'biased'};"
             f" {cls.evals_formula} evaluations per estimate; {entry.origin}",
             *(f"--set {name}.{s.describe()}: {s.help}" for s in cls.options),
         ]
