@@ -129,3 +129,18 @@ def per_sample_gradients(surrogate: Surrogate, params: Params, n: int) -> Tensor
         else:
             grads = torch.autograd.grad(losses.sum(), list(leaves.values()), materialize_grads=True)
     return ParamLayout.of(params).flatten(dict(zip(leaves, grads, strict=True)), batch_dims=1)
+
+
+def logit_pullback(
+    logits_of: Callable[[Params], Tensor], logit_gradient: Tensor, params: Params
+) -> Tensor:
+    """Per-sample estimates ``[n, P]`` of ∇_θ from estimates g_ℓ of the gradient with respect
+    to the logits ℓ_θ, ``[n, *event]``: the chain rule (∂ℓ/∂θ)ᵀ g_ℓ, one vector–Jacobian product
+    per sample (the identity when θ is the logits; an encoder's backward pass in a VAE).
+    ``logits_of`` is the objective's ``bernoulli_logits`` or ``categorical_logits``."""
+    weights = logit_gradient.detach()
+
+    def surrogate(theta: Params) -> Tensor:
+        return (weights * logits_of(theta)).flatten(1).sum(1)
+
+    return per_sample_gradients(surrogate, params, weights.shape[0])

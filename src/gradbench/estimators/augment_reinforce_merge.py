@@ -9,10 +9,10 @@ With u ~ U(0, 1)^D and the logits ℓ = ℓ_θ (p = sigmoid(ℓ)), each gives an
   variables"): b = 1[u < p], b̃ = 1[1 − u < p],
   g_ℓj = ½ (f(b) − f(b̃)) (−1)^{b̃_j} 1[b_j ≠ b̃_j] sigmoid(|ℓ_j|).
 
-The estimate of ∇_θ is the chain rule (∂ℓ/∂θ)ᵀ g_ℓ, one vector–Jacobian product per sample
-(the identity when θ is the logits; an encoder's backward pass in a VAE). Both are unbiased;
-DisARM integrates out the augmentation ARM keeps and never has a larger variance. Requires: a
-Bernoulli objective whose cost does not depend on θ. Cost: 2 evaluations.
+The estimate of ∇_θ is the chain rule (∂ℓ/∂θ)ᵀ g_ℓ
+(:func:`~gradbench.core.estimator.logit_pullback`). Both are unbiased; DisARM integrates out
+the augmentation ARM keeps and never has a larger variance. Requires: a Bernoulli objective
+whose cost does not depend on θ. Cost: 2 evaluations.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from abc import abstractmethod
 import torch
 from torch import Tensor
 
-from gradbench.core.estimator import Estimator, per_sample_gradients
+from gradbench.core.estimator import Estimator, logit_pullback
 from gradbench.core.objective import Capability, Objective
 from gradbench.core.params import Params
 
@@ -44,11 +44,7 @@ class _BernoulliPair(Estimator):
             logit_gradient = self.logit_gradient(
                 objective, params, u, objective.bernoulli_logits(params)
             )
-
-        def surrogate(theta: Params) -> Tensor:
-            return (logit_gradient * objective.bernoulli_logits(theta)).flatten(1).sum(1)
-
-        return per_sample_gradients(surrogate, params, n)
+        return logit_pullback(objective.bernoulli_logits, logit_gradient, params)
 
     @staticmethod
     def _per_sample(difference: Tensor, like: Tensor) -> Tensor:
