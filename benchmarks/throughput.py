@@ -93,7 +93,7 @@ def rate(work: Callable[[], object], count: int, repeats: int, device: torch.dev
 def measure(objective, estimator, params, args, device: torch.device) -> str:
     """One row of the table: rates of the engine, its estimates, the loop, the closed form."""
     n = args.samples
-    evals = estimator.evals_per_sample(ParamLayout.of(params).size)
+    evals = estimator.evaluations(objective, params)
     if evals > 64:  # 2P evaluations of a large cost per estimate: a few hundred suffice
         n = min(n, 500)
     config = RunConfig(n_samples=n, timing_repeats=0, device=device)

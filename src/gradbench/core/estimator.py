@@ -63,6 +63,12 @@ class Estimator(ABC):
         """Cost evaluations f(x; θ) spent on one estimate, for a θ of ``grad_dim`` coordinates."""
         return 1
 
+    def evaluations(self, objective: Objective, params: Params) -> int:
+        """Cost evaluations spent on one estimate of ``objective`` at ``params``, what the
+        engine records and sizes chunks by: :meth:`evals_per_sample` of θ's size, unless the
+        count depends on the objective's draws (IndeCateR's V·K) and an estimator says so here."""
+        return self.evals_per_sample(ParamLayout.of(params).size)
+
     def skip_reason(self, objective: Objective) -> str:
         """Why this estimator cannot run on ``objective``; empty when it can."""
         offered = objective.capabilities()

@@ -233,6 +233,14 @@ class Objective(ABC):
             return None
         return flat_gradient(self.analytic_term, params)  # type: ignore[arg-type]
 
+    def cost_terms(self, x: Tensor, params: Params) -> Tensor | None:
+        """The cost as a mean of T independent terms, f(x; θ) = (1/T) Σ_t f_t(x_t; θ), with x_t
+        the t-th slice of the first event dim (a VAE's images, a batch of data points):
+        ``[*S, T]`` for x ``[*S, *event]``; None (the default) where the cost has no such form.
+        Term t must depend on x_t only; estimators that change one variable at a time
+        (IndeCateR) then change the same variable of every term in one evaluation."""
+        return None
+
     def separable_cost(self) -> Callable[[Tensor], Tensor] | None:
         """c with f(x) = Σ_d c(x_d), free of θ, where the objective offers
         :attr:`Capability.GAUSSIAN` and its cost has that form; the exact variances of

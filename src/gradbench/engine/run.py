@@ -193,7 +193,7 @@ def run_pair(
         status=Status.OK,
         grad_dim=layout.size,
         labels=layout.labels(),
-        evals_per_sample=estimator.evals_per_sample(layout.size),
+        evals_per_sample=estimator.evaluations(objective, params),
         n_samples=config.n_samples,
         run_seed=derive_seed(config.seed, objective.name, estimator.name),
     )
@@ -346,9 +346,7 @@ def default_rows(
 ) -> int:
     """Rows of one call of ``estimator`` under the device's default budget, at most ``most``."""
     default = replace(config, dtype=dtype, n_samples=most, chunk_size=None, memory_budget=None)
-    return choose_chunk_size(
-        objective, params, estimator.evals_per_sample(ParamLayout.of(params).size), default
-    )
+    return choose_chunk_size(objective, params, estimator.evaluations(objective, params), default)
 
 
 def cost_shape_problem(objective: Objective, params: Params, device: torch.device) -> str:

@@ -1,17 +1,20 @@
-"""Continuous relaxations of Bernoulli variables: Gumbel-softmax (binary Concrete) and
-straight-through.
+"""Continuous relaxations of Bernoulli and categorical variables: Gumbel-softmax (the Concrete
+distribution) and straight-through.
 
-With logistic noise L = log u − log(1 − u), u ~ U(0, 1), and the logits ℓ = ℓ_θ, the relaxed
-sample is b_τ = sigmoid((ℓ + L)/τ), and 1[ℓ + L > 0] ~ Bernoulli(sigmoid(ℓ)) (Maddison, Mnih &
-Teh 2017; Jang, Gu & Poole 2017).
+With the logits ℓ = ℓ_θ and fixed noise N (logistic for a Bernoulli, Gumbel per category for a
+categorical; :mod:`.perturbation`), z = ℓ + N gives the exact draw hard(z) (1[z > 0], or
+onehot(argmax z)) and its relaxation at temperature τ, soft(z) = sigmoid(z/τ) or softmax(z/τ)
+(Maddison, Mnih & Teh 2017, "The Concrete distribution"; Jang, Gu & Poole 2017, "Categorical
+reparameterization with Gumbel-softmax").
 
-* ``gumbel-softmax``: g = ∇_θ f(b_τ). Biased: it differentiates E[f(b_τ)], not E[f(b)]; the bias
-  shrinks as the temperature τ falls, and the variance grows.
-* ``straight-through``: evaluates f at the hard b = 1[ℓ + L > 0] and differentiates as if it
-  were b_τ (Bengio et al. 2013). Biased whatever τ.
+* ``gumbel-softmax``: g = ∇_θ f(soft(z)). Biased: it differentiates E[f(soft(z))], not
+  E[f(hard(z))]; the bias shrinks as τ falls, and the variance grows.
+* ``straight-through``: evaluates f at hard(z) and differentiates as if it were soft(z),
+  g = (∂soft(z)/∂θ)ᵀ ∇f(hard(z)) (Bengio, Léonard & Courville 2013; the straight-through
+  Gumbel estimator of Jang et al. 2017). Biased whatever τ.
 
-Requires: a Bernoulli objective whose cost is defined between 0 and 1. Cost: 1 evaluation.
-Option ``temperature`` τ > 0.
+Requires: a Bernoulli or categorical objective whose cost is defined between the discrete
+values (on [0, 1], or on the simplex). Cost: 1 evaluation. Option ``temperature`` τ > 0.
 """
 
 from __future__ import annotations
@@ -25,26 +28,28 @@ from gradbench.core.estimator import Estimator, per_sample_gradients
 from gradbench.core.objective import Capability, Objective
 from gradbench.core.params import Params
 from gradbench.core.settings import Setting, positive
+from gradbench.estimators.perturbation import DISCRETE, Perturbation
 
 
 class _Relaxation(Estimator):
-    requires = frozenset({Capability.BERNOULLI, Capability.RELAXED_COST})
+    requires = frozenset({Capability.RELAXED_COST})
+    requires_one_of = DISCRETE
     unbiased = False
     straight_through: ClassVar[bool]
 
     def estimate(
         self, objective: Objective, params: Params, n: int, generator: torch.Generator
     ) -> Tensor:
-        u = objective.noise(n, params, generator)
-        logistic = torch.log(u) - torch.log1p(-u)
+        family = Perturbation.of(objective)
+        with torch.no_grad():
+            noise = family.noise(family.logits_of(params), n, generator)
         temperature = self.option("temperature")
 
         def surrogate(theta: Params) -> Tensor:
-            shifted = objective.bernoulli_logits(theta) + logistic
-            relaxed = torch.sigmoid(shifted / temperature)
+            perturbed = family.logits_of(theta) + noise
+            relaxed = family.soft(perturbed, temperature)
             if self.straight_through:
-                hard = (shifted > 0).to(relaxed.dtype)
-                relaxed = hard + relaxed - relaxed.detach()
+                relaxed = family.hard(perturbed) + relaxed - relaxed.detach()
             return objective.cost(relaxed, theta)
 
         return per_sample_gradients(surrogate, params, n)
@@ -52,7 +57,7 @@ class _Relaxation(Estimator):
 
 class GumbelSoftmax(_Relaxation):
     name = "gumbel-softmax"
-    description = "binary Concrete relaxation at temperature τ (biased)"
+    description = "Concrete (Gumbel-softmax) relaxation at temperature τ (biased)"
     options = (Setting("temperature", float, 0.5, "temperature τ", positive),)
     straight_through = False
 

@@ -1,15 +1,15 @@
 """The conformance suite every estimator passes, built-in or plugin.
 
-On constant, linear and quadratic costs of a Gaussian and of a Bernoulli distribution (three
-coordinates with distinct parameters each, so a swapped or mixed-up coordinate shows), an
-estimator must
+On constant, linear and quadratic costs of a Gaussian, a Bernoulli and a categorical
+distribution (three coordinates or variables with distinct parameters each, so a swapped or
+mixed-up coordinate shows; the categorical quadratic couples its variables), an estimator must
 
 * return ``[n, P]`` estimates in the run's dtype, on the run's device;
 * return finite values;
 * return the same estimates for the same seed (every draw from the given generator);
 * be unbiased, if it claims to be: the Bonferroni z-test of :mod:`gradbench.stats.summary` on
   ``n_samples`` estimates must not reject at level :data:`ALPHA`. A correct unbiased estimator
-  fails one objective's test with probability at most 1e-4, the six of a suite at most 6e-4.
+  fails one objective's test with probability at most 1e-4, the nine of a suite at most 9e-4.
   An estimator declared biased gets the same evidence, reported, not judged.
 
 Objectives whose capabilities the estimator does not find are reported as skipped; an
@@ -31,6 +31,7 @@ from gradbench.core.params import ParamLayout, Params
 from gradbench.core.settings import Setting, at_least
 from gradbench.engine.run import RunConfig, run_pair
 from gradbench.objectives.bernoulli import BernoulliToy
+from gradbench.objectives.categorical import CategoricalProduct
 from gradbench.objectives.gaussian import GaussianObjective
 
 ALPHA = 1e-4
@@ -116,6 +117,55 @@ class BernoulliQuadratic(_BernoulliPolynomial):
     coefficients = (0.09, -0.6, 1.0)
 
 
+class _CategoricalPolynomial(CategoricalProduct):
+    """f(x) = c0 + c1 v̄ + c2 v̄² of the mean position v̄ of three categoricals with three
+    categories; the logits differ per variable and category. E = c0 + c1 E v̄ + c2 (Var v̄ +
+    (E v̄)²) in closed form (the variables are independent), so a constant's gradient is
+    exactly 0, as the Bernoulli and Gaussian checks' are."""
+
+    coefficients: ClassVar[tuple[float, float, float]]
+    settings = (Setting("variables", int, DIM, "categorical variables", at_least(1)),)
+
+    def validate(self) -> None:
+        """Nothing to check across the one setting."""
+
+    def parameters(self) -> Params:
+        variables = int(self.setting("variables"))
+        scales = torch.linspace(-1.5, 1.0, variables, dtype=torch.float64)
+        return {"logits": torch.outer(scales, torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64))}
+
+    def cost_of_positions(self, v: Tensor) -> Tensor:
+        c0, c1, c2 = self.coefficients
+        mean = v.mean(-1)
+        return c0 + c1 * mean + c2 * mean**2
+
+    def expected_cost(self, params: Params) -> Tensor:
+        c0, c1, c2 = self.coefficients
+        p = torch.softmax(params["logits"], dim=-1)
+        positions = torch.tensor([0.0, 0.5, 1.0], dtype=p.dtype, device=p.device)
+        means, squares = p @ positions, p @ positions**2
+        variance = (squares - means**2).sum() / means.numel() ** 2
+        return c0 + c1 * means.mean() + c2 * (variance + means.mean() ** 2)
+
+
+class CategoricalConstant(_CategoricalPolynomial):
+    name = "check-categorical-constant"
+    description = "f(x) = 1.5"
+    coefficients = (1.5, 0.0, 0.0)
+
+
+class CategoricalLinear(_CategoricalPolynomial):
+    name = "check-categorical-linear"
+    description = "f(x) = 0.5 − 2v̄, v̄ the mean position"
+    coefficients = (0.5, -2.0, 0.0)
+
+
+class CategoricalQuadratic(_CategoricalPolynomial):
+    name = "check-categorical-quadratic"
+    description = "f(x) = (v̄ − 0.3)², v̄ the mean position"
+    coefficients = (0.09, -0.6, 1.0)
+
+
 CHECK_OBJECTIVES: tuple[type[Objective], ...] = (
     GaussianConstant,
     GaussianLinear,
@@ -123,6 +173,9 @@ CHECK_OBJECTIVES: tuple[type[Objective], ...] = (
     BernoulliConstant,
     BernoulliLinear,
     BernoulliQuadratic,
+    CategoricalConstant,
+    CategoricalLinear,
+    CategoricalQuadratic,
 )
 
 

@@ -206,6 +206,7 @@ def _claims(objective: Objective, config: RunConfig) -> list[Check]:
         Capability.COMMON_NOISE: _common_noise_claim,
         Capability.GAUSSIAN: _gaussian_claim,
         Capability.BERNOULLI: _bernoulli_claim,
+        Capability.CATEGORICAL: _categorical_claim,
         Capability.RELAXED_COST: _relaxed_claim,
     }
     for capability, claim in claims.items():
@@ -284,23 +285,41 @@ def _bernoulli_claim(objective: Objective, params: Params, config: RunConfig) ->
     return _cost_free_of_theta(objective, params, config)
 
 
+def _categorical_claim(objective: Objective, params: Params, config: RunConfig) -> str:
+    distribution = objective.distribution(params)
+    event = tuple(distribution.event_shape)
+    logits = objective.categorical_logits(params)
+    if tuple(logits.shape) != event:
+        return f"categorical_logits is {tuple(logits.shape)}, expected the event {event}"
+    if not torch.allclose(distribution.mean, torch.softmax(logits, dim=-1).expand(event)):
+        return "the distribution's mean is not softmax(categorical_logits)"
+    _, x, _ = _draw(objective, params, config)
+    one_hot = ((x == 0) | (x == 1)).all() & (x.sum(-1) == 1).all()
+    if not bool(one_hot):
+        return "draws are not one-hot in their last dim"
+    return _cost_free_of_theta(objective, params, config)
+
+
 def _relaxed_claim(objective: Objective, params: Params, config: RunConfig) -> str:
-    noise = torch.rand(
-        _BATCH,
-        *objective.distribution(params).event_shape,
-        generator=_generator(config),
-        device=config.device,
-        dtype=config.dtype,
-    )
-    leaf = noise.clamp(0.01, 0.99).requires_grad_()
+    """The cost is finite and differentiable between the discrete values: on [0.01, 0.99] for
+    Bernoulli draws, at softmax points of the simplex for categorical ones."""
+    categorical = Capability.CATEGORICAL in objective.capabilities()
+    where = "on the simplex" if categorical else "between 0 and 1"
+    shape = (_BATCH, *objective.distribution(params).event_shape)
+    generator, device, dtype = _generator(config), config.device, config.dtype
+    if categorical:
+        points = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        points = torch.softmax(points, dim=-1)
+    else:
+        points = torch.rand(shape, generator=generator, device=device, dtype=dtype)
+        points = points.clamp(0.01, 0.99)
+    leaf = points.requires_grad_()
     with torch.enable_grad():
         cost = objective.cost(leaf, params)
         if not bool(cost.isfinite().all()):
-            return "the cost is not finite between 0 and 1"
+            return f"the cost is not finite {where}"
         (grad,) = torch.autograd.grad(cost.sum(), leaf, allow_unused=True, materialize_grads=True)
-    return (
-        "" if bool(grad.isfinite().all()) else "the cost's gradient between 0 and 1 is not finite"
-    )
+    return "" if bool(grad.isfinite().all()) else f"the cost's gradient {where} is not finite"
 
 
 def _cost_free_of_theta(objective: Objective, params: Params, config: RunConfig) -> str:
