@@ -160,10 +160,20 @@ class CategoricalProduct(Objective):
     def transform(self, noise: Tensor, params: Params) -> Tensor:
         return one_hot_by_inversion(noise, params["logits"])
 
-    def cost(self, x: Tensor, params: Params) -> Tensor:
+    @staticmethod
+    def positions(x: Tensor) -> Tensor:
+        """v_d = Σ_k x_dk k/(K − 1) of one-hot or relaxed draws ``[*S, D, K]``: ``[*S, D]``."""
         categories = x.shape[-1]
-        positions = torch.arange(categories, dtype=x.dtype, device=x.device) / (categories - 1)
-        return self.cost_of_positions(x @ positions)
+        return x @ (torch.arange(categories, dtype=x.dtype, device=x.device) / (categories - 1))
+
+    def cost(self, x: Tensor, params: Params) -> Tensor:
+        return self.cost_of_positions(self.positions(x))
+
+    def cost_terms(self, x: Tensor, params: Params) -> Tensor | None:
+        """With c = 0 the cost is the mean of the D terms (v_d − t)², each of one variable."""
+        if self.setting("coupling") != 0:
+            return None
+        return (self.positions(x) - self.setting("target")) ** 2
 
     def cost_of_positions(self, v: Tensor) -> Tensor:
         """f from the positions ``[*S, D]`` of the variables, ``[*S]``."""
