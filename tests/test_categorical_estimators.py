@@ -15,8 +15,11 @@ import math
 
 import pytest
 import torch
+from torch import nn
+from torch.distributions import OneHotCategorical
 
 from gradbench.core.estimator import per_sample_gradients
+from gradbench.core.objective import Capability
 from gradbench.engine.run import RunConfig, run_pair
 from gradbench.estimators.gumbel import gumbel_max
 from gradbench.estimators.gumbel_rao import GumbelRao
@@ -160,3 +163,35 @@ def test_gumbel_rao_is_straight_through_rao_blackwellized(objective):
     assert gap < Z * math.hypot(variance_se(rao[1]), variance_se(straight))
     assert rao[4].variance_ci[1] < rao[1].variance_ci[0]
     assert rao[16].variance_ci[1] < rao[4].variance_ci[0]
+
+
+def test_a_users_one_hot_model_gets_the_categorical_estimators():
+    """A ModelObjective of two OneHotCategorical choices offers the categorical structure,
+    passes its check, and IndeCateR's mean is the gradient enumerated over the 16 outcomes."""
+    import gradbench
+    from gradbench.extend.objective_conformance import check_objective
+
+    torch.manual_seed(0)
+    policy, state, reward = nn.Linear(3, 8), torch.tensor([1.0, -0.5, 0.2]), torch.randn(4)
+    Choices = gradbench.ModelObjective.define(
+        "two-choices",
+        "two categorical choices of four",
+        module=policy,
+        distribution=lambda net: OneHotCategorical(logits=net(state).unflatten(-1, (2, 4))),
+        cost=lambda x: ((x @ reward.to(x)).sum(-1) - 0.3) ** 2,
+        relaxed_cost=True,
+    )
+    outcomes = torch.eye(4, dtype=torch.float64)[torch.cartesian_prod(*[torch.arange(4)] * 2)]
+
+    class EnumeratedChoices(Choices):  # J by enumeration: an exact reference, a quick check
+        def expected_cost(self, params):
+            weights = self.distribution(params).log_prob(outcomes.to(params["weight"])).exp()
+            return weights @ self.cost(outcomes.to(params["weight"]), params)
+
+    objective = EnumeratedChoices()
+    assert {Capability.CATEGORICAL, Capability.RELAXED_COST} <= objective.capabilities()
+    assert check_objective(objective).passed
+    exact = objective.exact_gradient(objective.parameters())
+    estimates = _estimates(IndeCateR(), objective, n=20_000)
+    se = estimates.std(0) / math.sqrt(estimates.shape[0])
+    assert float(((estimates.mean(0) - exact).abs() / se).max()) < Z

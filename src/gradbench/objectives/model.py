@@ -33,6 +33,9 @@ reinterprets the batch dims as event dims (``Independent``), so log_prob is that
   noise, so finite differences apply);
 * ``Bernoulli``: ε ~ U(0, 1), x = 1[ε < p] (common noise, and the Bernoulli structure the
   ARM-type and relaxed estimators need: logits = the distribution's);
+* ``OneHotCategorical``: ε ~ U(0, 1) per variable, x = the one-hot of the category by
+  inversion (common noise, and the categorical structure the relaxed, Gumbel-Rao, ReinMax,
+  IndeCateR and without-replacement estimators need: logits = the distribution's);
 * any other family with ``rsample`` (Gamma, Beta, LogNormal, ... location-scale or implicit):
   its own ``rsample`` in a generator state seeded from the run's generator
   (:func:`~gradbench.objectives.implicit.seeded_draw`; on a GPU the seed is read back to the
@@ -54,12 +57,13 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Distribution, Independent, Normal
+from torch.distributions import Bernoulli, Distribution, Independent, Normal, OneHotCategorical
 from torch.distributions.constraints import Constraint
 
 from gradbench.core.device_copies import on_device_of
 from gradbench.core.objective import Capability, Objective
 from gradbench.core.params import Params
+from gradbench.objectives.categorical import one_hot_by_inversion
 from gradbench.objectives.implicit import seed_noise, seeded_draw
 from gradbench.objectives.networks import batched_call, module_parameters
 
@@ -77,7 +81,8 @@ class ModelObjective(Objective):
     differentiable_cost = False
     #: Whether f is differentiable in x; None: where the family has ``rsample``.
     cost_is_differentiable: ClassVar[bool | None] = None
-    #: Whether a Bernoulli model's f is defined, and differentiable, between 0 and 1.
+    #: Whether a Bernoulli model's f is defined, and differentiable, between 0 and 1 (a
+    #: one-hot categorical model's: on the simplex).
     cost_is_relaxed: ClassVar[bool] = False
 
     def build_model(self) -> nn.Module | Mapping[str, Tensor]:
@@ -111,7 +116,8 @@ class ModelObjective(Objective):
         ``parameters``, θ ↦ q_θ (``distribution``) and f (``cost``); register it with
         :func:`gradbench.register_objective`. ``differentiable_cost``: whether f is
         differentiable in x (default: where the family has ``rsample``); ``relaxed_cost``:
-        for Bernoulli models, whether f is defined and differentiable between 0 and 1;
+        for Bernoulli models, whether f is defined and differentiable between 0 and 1 (for
+        ``OneHotCategorical`` models, on the simplex);
         ``maximize``: whether training maximises J (a reward, an ELBO); ``constraints``: the
         support of each named parameter that is not ℝ, for training (``{"scale": positive}``).
         """
@@ -177,8 +183,10 @@ class ModelObjective(Objective):
         return Independent(family, self.draw_batch_dims, validate_args=False)
 
     def noise(self, n: int, params: Params, generator: torch.Generator) -> Tensor:
-        if self.kind in ("normal", "bernoulli"):
+        if self.kind in ("normal", "bernoulli", "one-hot"):
             dtype, shape = next(iter(params.values())).dtype, (n, *self.event_shape)
+            if self.kind == "one-hot":  # one uniform per variable, none per category
+                shape = shape[:-1]
             draw = torch.randn if self.kind == "normal" else torch.rand
             return draw(shape, generator=generator, dtype=dtype, device=generator.device)
         return seed_noise(n, generator)
@@ -189,6 +197,8 @@ class ModelObjective(Objective):
             return base.loc + base.scale * noise
         if self.kind == "bernoulli":
             return (noise < base.probs).to(noise.dtype)
+        if self.kind == "one-hot":
+            return one_hot_by_inversion(noise, base.logits)
         reparameterized = self.kind == "rsample"
         return seeded_draw(self.distribution(params), noise, self.name, reparameterized)
 
@@ -201,14 +211,21 @@ class ModelObjective(Objective):
             return super().bernoulli_logits(params)
         return _base(self._family(params)).logits
 
+    def categorical_logits(self, params: Params) -> Tensor:
+        if self.kind != "one-hot":
+            return super().categorical_logits(params)
+        return _base(self._family(params)).logits
+
     def capabilities(self) -> frozenset[Capability]:
         offered = set()
         if self.kind in ("normal", "rsample"):
             offered.add(Capability.RSAMPLE)
-        if self.kind in ("normal", "bernoulli"):
+        if self.kind in ("normal", "bernoulli", "one-hot"):
             offered.add(Capability.COMMON_NOISE)
-        if self.kind == "bernoulli":
-            offered.add(Capability.BERNOULLI)
+        if self.kind in ("bernoulli", "one-hot"):
+            offered.add(
+                Capability.BERNOULLI if self.kind == "bernoulli" else Capability.CATEGORICAL
+            )
             if self.cost_is_relaxed:
                 offered.add(Capability.RELAXED_COST)
         differentiable = self.cost_is_differentiable
@@ -227,11 +244,13 @@ def _base(distribution: Distribution) -> Distribution:
 
 
 def _kind(family: Distribution) -> str:
-    """How draws are made: ``normal``, ``bernoulli``, ``rsample`` or ``sample``."""
+    """How draws are made: ``normal``, ``bernoulli``, ``one-hot``, ``rsample`` or ``sample``."""
     if type(family) is Normal:
         return "normal"
     if type(family) is Bernoulli:
         return "bernoulli"
+    if type(family) is OneHotCategorical:
+        return "one-hot"
     return "rsample" if family.has_rsample else "sample"
 
 
