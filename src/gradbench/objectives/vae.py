@@ -1,18 +1,18 @@
 """Variational autoencoders on the 8×8 digits: the gradient of the ELBO with respect to the
-encoder's weights, with a Gaussian or a binary latent.
+encoder's weights, with a Gaussian, a binary or a categorical latent.
 
 Data: the first ``batch`` images of :func:`~gradbench.objectives.datasets.binary_digits`
 (binary pixels x ∈ {0, 1}^64). Networks (:func:`build_networks`, tanh MLPs with 32 hidden
-units): the encoder maps x to the parameters of q_φ(z | x), the decoder maps z to the logits of
-p(x | z) = Π Bernoulli(pixels). θ = φ, the encoder's weights (``hidden.weight`` ``[32, 64]``,
-``hidden.bias``, ``output.weight``, ``output.bias``); the decoder is fixed. The objective is the
-ELBO per image,
+units): the encoder maps x to the parameters of q_φ(z | x), the decoder maps z (flattened) to
+the logits of p(x | z) = Π Bernoulli(pixels). θ = φ, the encoder's weights (``hidden.weight``
+``[32, 64]``, ``hidden.bias``, ``output.weight``, ``output.bias``); the decoder is fixed. The
+objective is the ELBO per image,
 
     J(φ) = (1/B) Σ_b E_{q_φ(z_b | x_b)}[log p(x_b | z_b)] − KL(q_φ(z_b | x_b) ‖ p(z_b)),
 
-with the reconstruction term as the cost (free of φ) and the KL, analytic for both latents, as
+with the reconstruction term as the cost (free of φ) and the KL, analytic for every latent, as
 the analytic term whose exact gradient the engine adds to every estimate. One sample is one
-z per image: the event is ``[B, L]``.
+z per image: the event is ``[B, L]`` (``[B, L, K]`` for the categorical latent).
 
 * ``vae-gaussian``: L = 4, q = N(m_φ(x), diag s_φ(x)²) with s = softplus, prior N(0, I). The
   expectation has no closed form and the class defines none, so the engine **estimates** the
@@ -22,8 +22,18 @@ z per image: the event is ``[B, L]``.
 * ``vae-bernoulli``: L = 8, q = Π Bernoulli(sigmoid(ℓ_φ(x))), prior Bernoulli(½)^L — the setting
   of the REBAR, RELAX and DisARM papers in miniature. The reference is **exact**: each image's
   expectation is a sum over the 2⁸ latent states.
+* ``vae-categorical``: L = 4 variables of K = 4 categories, q = Π_l OneHotCategorical(
+  softmax(ℓ_φ,l(x))), prior uniform over the K categories — the setting of the Gumbel-Rao
+  (Paulus et al. 2021) and ReinMax (Liu et al. 2023) papers in miniature. The decoder reads the
+  one-hot code flattened, ``[*, B, L·K]``. The reference is **exact**: a sum over the
+  K^L = 256 latent states of each image, as many as the binary latent's.
 
-**Weights.** Both VAEs were pre-trained once, deterministically, by :mod:`.pretraining`
+Both discrete latents are sampled from uniforms ε ``[n, B, L]`` (z = 1[ε < p] for a bit, the
+category by inversion of the cumulative probabilities for a categorical), and their decoders
+also accept relaxed codes, in [0, 1] or on each variable's simplex: the relaxed cost is the
+decoder's log-likelihood at the relaxed code.
+
+**Weights.** The VAEs were pre-trained once, deterministically, by :mod:`.pretraining`
 (``python -m gradbench.objectives.pretraining`` rewrites the shipped files,
 ``gradbench/objectives/pretrained/*.pt``); the point where gradients are measured is those
 weights, so every run sees the same network.
@@ -32,6 +42,7 @@ weights, so every run sees the same network.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cache
@@ -40,7 +51,7 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Distribution, Independent, Normal
+from torch.distributions import Bernoulli, Distribution, Independent, Normal, OneHotCategorical
 from torch.func import functional_call
 
 from gradbench.core.device_copies import on_device_of
@@ -48,6 +59,7 @@ from gradbench.core.errors import InputError
 from gradbench.core.objective import Capability, Objective
 from gradbench.core.params import Params
 from gradbench.core.settings import Setting, at_least
+from gradbench.objectives.categorical import one_hot_by_inversion
 from gradbench.objectives.datasets import binary_digits
 from gradbench.objectives.networks import batched_call, module_parameters
 
@@ -55,8 +67,11 @@ HIDDEN = 32
 PIXELS = 64
 
 
-def build_networks(latent: int, encoder_outputs: int) -> tuple[nn.Sequential, nn.Sequential]:
-    """The encoder 64 → 32 → ``encoder_outputs`` and the decoder ``latent`` → 32 → 64 (tanh)."""
+def build_networks(
+    decoder_inputs: int, encoder_outputs: int
+) -> tuple[nn.Sequential, nn.Sequential]:
+    """The encoder 64 → 32 → ``encoder_outputs`` and the decoder ``decoder_inputs`` → 32 → 64
+    (tanh)."""
 
     def mlp(inputs: int, outputs: int) -> nn.Sequential:
         return nn.Sequential(
@@ -65,12 +80,12 @@ def build_networks(latent: int, encoder_outputs: int) -> tuple[nn.Sequential, nn
             )
         ).to(torch.float64)
 
-    return mlp(PIXELS, encoder_outputs), mlp(latent, PIXELS)
+    return mlp(PIXELS, encoder_outputs), mlp(decoder_inputs, PIXELS)
 
 
 def log_likelihood(decoder: nn.Module, weights: Params, images: Tensor, z: Tensor) -> Tensor:
-    """log p(x_b | z_b) for each image, the decoder holding ``weights``: z ``[*S, B, L]`` →
-    ``[*S, B]``."""
+    """log p(x_b | z_b) for each image, the decoder holding ``weights``: z ``[*S, B, D]`` (D the
+    decoder's inputs) → ``[*S, B]``."""
     logits = functional_call(decoder, weights, (z,))  # [*S, B, 64]
     pixels = -nn.functional.binary_cross_entropy_with_logits(
         logits, images.expand_as(logits), reduction="none"
@@ -96,16 +111,20 @@ def bernoulli_kl(logits: Tensor) -> Tensor:
     return (p * log_p + (1 - p) * log_not_p + math.log(2)).sum(-1)
 
 
+def categorical_kl(logits: Tensor) -> Tensor:
+    """KL(Π_l OneHotCategorical(softmax(ℓ_l)) ‖ uniform over K) per image, ``[..., B, L, K]`` →
+    ``[..., B]``: Σ_l (Σ_k p_lk log p_lk + log K)."""
+    log_p = torch.log_softmax(logits, dim=-1)
+    return ((log_p.exp() * log_p).sum(-1) + math.log(logits.shape[-1])).sum(-1)
+
+
 def enumerated_log_likelihood(
-    logits: Tensor, decoder: nn.Module, weights: Params, images: Tensor
+    states: Tensor, log_q: Tensor, decoder: nn.Module, weights: Params, images: Tensor
 ) -> Tensor:
-    """E_{q(z | x_b)}[log p(x_b | z)] for each image, exactly: a sum over the 2^L states of
-    z ~ Π Bernoulli(sigmoid(ℓ_b)); ``logits`` ``[B, L]`` → ``[B]``."""
-    states = all_binary_states(logits.shape[-1]).to(logits)  # [2^L, L]
-    log_q = states @ nn.functional.logsigmoid(logits).T + (1 - states) @ (
-        nn.functional.logsigmoid(-logits).T
-    )  # [2^L, B]
-    z = states.unsqueeze(1).expand(-1, logits.shape[0], -1)  # [2^L, B, L]
+    """E_{q(z | x_b)}[log p(x_b | z)] for each image, exactly: Σ_s q(s | x_b) log p(x_b | s)
+    over every latent state s, given as the decoder reads it, ``states`` ``[S, D]``, with its
+    log-probability under each image's q, ``log_q`` ``[S, B]`` → ``[B]``."""
+    z = states.unsqueeze(1).expand(-1, log_q.shape[1], -1)  # [S, B, D]
     return (log_q.exp() * log_likelihood(decoder, weights, images, z)).sum(0)
 
 
@@ -130,6 +149,7 @@ class _VariationalAutoencoder(Objective):
     default_samples = 2000
     latent: ClassVar[int]
     encoder_outputs: ClassVar[int]
+    decoder_inputs: ClassVar[int]
     weights_file: ClassVar[str]
 
     def validate(self) -> None:
@@ -154,7 +174,8 @@ class _VariationalAutoencoder(Objective):
         return batched_call(self.networks.encoder, params, images)
 
     def log_likelihood(self, z: Tensor) -> Tensor:
-        """log p(x_b | z_b) under the fixed decoder, z ``[*S, B, L]`` → ``[*S, B]``."""
+        """log p(x_b | z_b) under the fixed decoder, z ``[*S, B, decoder_inputs]`` →
+        ``[*S, B]``."""
         weights = {k: on_device_of(v, z) for k, v in self.networks.decoder_weights.items()}
         return log_likelihood(self.networks.decoder, weights, self.images(z), z)
 
@@ -163,6 +184,10 @@ class _VariationalAutoencoder(Objective):
 
     def cost(self, x: Tensor, params: Params) -> Tensor:
         return self.log_likelihood(x).mean(-1)
+
+    def cost_terms(self, x: Tensor, params: Params) -> Tensor:
+        """The B images' log p(x_b | z_b) ``[*S, B]``, each of its own image's latents."""
+        return self.log_likelihood(x)
 
     def elements_per_evaluation(self, params: Params) -> int:
         """One draw and θ, and for each of the B images the activations of the encoder and
@@ -184,7 +209,7 @@ def _first_images(count: int) -> Tensor:
 @cache
 def _pretrained(cls: type[_VariationalAutoencoder]) -> Pretrained:
     """The networks of ``cls`` with the shipped weights."""
-    encoder, decoder = build_networks(cls.latent, cls.encoder_outputs)
+    encoder, decoder = build_networks(cls.decoder_inputs, cls.encoder_outputs)
     source = resources.files("gradbench.objectives") / "pretrained" / cls.weights_file
     with resources.as_file(source) as path:
         state = torch.load(path, weights_only=True)
@@ -202,6 +227,7 @@ class GaussianVAE(_VariationalAutoencoder):
     has_rsample = True
     latent = 4
     encoder_outputs = 2 * latent
+    decoder_inputs = latent
     weights_file = "vae-gaussian.pt"
 
     def posterior(self, params: Params) -> tuple[Tensor, Tensor]:
@@ -227,18 +253,80 @@ class GaussianVAE(_VariationalAutoencoder):
         return -gaussian_kl(*self.posterior(params)).mean(-1)
 
 
-class BernoulliVAE(_VariationalAutoencoder):
-    """ELBO of a VAE with binary latents (L = 8); θ = encoder weights; exact by enumeration."""
+class DiscreteVAE(_VariationalAutoencoder):
+    """Shared by the discrete latents: uniforms ε ``[n, B, L]`` as the noise (z is a step
+    function of θ at fixed ε, so there is no pathwise gradient), and the exact ELBO by
+    enumerating the latent states of each image; subclasses give the states, their
+    probabilities and the KL."""
 
-    name = "vae-bernoulli"
-    description = "VAE on 8×8 digits, binary latent, ∇ of the ELBO w.r.t. encoder weights"
     reference_method = "exact (enumeration)"
     differentiable_cost = False
     has_rsample = False
+
+    @classmethod
+    @abstractmethod
+    def latent_states(cls, output: Tensor) -> tuple[Tensor, Tensor]:
+        """From the encoder's output ``[B, encoder_outputs]``: every latent state as the decoder
+        reads it, ``[S, decoder_inputs]``, and its log-probability under each image's q,
+        ``[S, B]``."""
+
+    @classmethod
+    @abstractmethod
+    def prior_kl(cls, output: Tensor) -> Tensor:
+        """KL(q(z | x_b) ‖ p(z)) per image from the encoder's output: ``[..., B]``."""
+
+    @classmethod
+    def exact_elbo(
+        cls, output: Tensor, decoder: nn.Module, weights: Params, images: Tensor
+    ) -> Tensor:
+        """The ELBO of each image, ``[B]``, from the encoder's output ``[B, encoder_outputs]``
+        and the decoder holding ``weights``: the reconstruction term by enumeration."""
+        states, log_q = cls.latent_states(output)
+        reconstruction = enumerated_log_likelihood(states, log_q, decoder, weights, images)
+        return reconstruction - cls.prior_kl(output)
+
+    def noise(self, n: int, params: Params, generator: torch.Generator) -> Tensor:
+        dtype = next(iter(params.values())).dtype
+        shape = (n, int(self.setting("batch")), self.latent)
+        return torch.rand(shape, generator=generator, dtype=dtype, device=generator.device)
+
+    def analytic_term(self, params: Params) -> Tensor:
+        """−(1/B) Σ_b KL(q(z_b | x_b) ‖ p(z_b))."""
+        return -self.prior_kl(self.encode(params)).mean(-1)
+
+    def expected_cost(self, params: Params) -> Tensor:
+        """The exact ELBO: the reconstruction term by enumeration of the latent states, and the
+        analytic KL."""
+        output = self.encode(params)  # [B, encoder_outputs]
+        weights = {k: on_device_of(v, output) for k, v in self.networks.decoder_weights.items()}
+        return self.exact_elbo(output, self.networks.decoder, weights, self.images(output)).mean()
+
+
+class BernoulliVAE(DiscreteVAE):
+    """ELBO of a VAE with binary latents (L = 8); θ = encoder weights; exact by enumeration.
+    The relaxed cost is the decoder's log-likelihood at a code in [0, 1]^L."""
+
+    name = "vae-bernoulli"
+    description = "VAE on 8×8 digits, binary latent, ∇ of the ELBO w.r.t. encoder weights"
     offers = frozenset({Capability.COMMON_NOISE, Capability.BERNOULLI, Capability.RELAXED_COST})
     latent = 8
     encoder_outputs = latent
+    decoder_inputs = latent
     weights_file = "vae-bernoulli.pt"
+
+    @classmethod
+    def latent_states(cls, output: Tensor) -> tuple[Tensor, Tensor]:
+        """The 2^L bit vectors ``[2^L, L]`` and log Π_l p_l^{z_l} (1 − p_l)^{1 − z_l}."""
+        states = all_states(cls.latent, 2).to(output)  # [2^L, L]
+        log_q = states @ nn.functional.logsigmoid(output).T + (1 - states) @ (
+            nn.functional.logsigmoid(-output).T
+        )  # [2^L, B]
+        return states, log_q
+
+    @classmethod
+    def prior_kl(cls, output: Tensor) -> Tensor:
+        """KL(Bernoulli(p_b) ‖ Bernoulli(½)), p = sigmoid(ℓ)."""
+        return bernoulli_kl(output)
 
     def bernoulli_logits(self, params: Params) -> Tensor:
         return self.encode(params)
@@ -248,29 +336,66 @@ class BernoulliVAE(_VariationalAutoencoder):
         bernoulli = Bernoulli(logits=self.encode(params), validate_args=False)
         return Independent(bernoulli, 2, validate_args=False)
 
-    def noise(self, n: int, params: Params, generator: torch.Generator) -> Tensor:
-        dtype = next(iter(params.values())).dtype
-        shape = (n, int(self.setting("batch")), self.latent)
-        return torch.rand(shape, generator=generator, dtype=dtype, device=generator.device)
-
     def transform(self, noise: Tensor, params: Params) -> Tensor:
         return (noise < torch.sigmoid(self.encode(params))).to(noise.dtype)
 
-    def analytic_term(self, params: Params) -> Tensor:
-        """−(1/B) Σ_b KL(Bernoulli(p_b) ‖ Bernoulli(½)), p = sigmoid(ℓ)."""
-        return -bernoulli_kl(self.encode(params)).mean(-1)
 
-    def expected_cost(self, params: Params) -> Tensor:
-        """The exact ELBO: the reconstruction term by enumeration of the 2^L latent states."""
-        logits = self.encode(params)  # [B, L]
-        weights = {k: on_device_of(v, logits) for k, v in self.networks.decoder_weights.items()}
-        expected = enumerated_log_likelihood(
-            logits, self.networks.decoder, weights, self.images(logits)
-        )
-        return expected.mean() + self.analytic_term(params)
+class CategoricalVAE(DiscreteVAE):
+    """ELBO of a VAE with categorical latents (L = 4 variables of K = 4 categories); θ = encoder
+    weights; exact by enumeration of the K^L codes.
+
+    q_φ(z | x) = Π_l OneHotCategorical(softmax(ℓ_l)), ℓ = the encoder's L·K outputs as ``[L, K]``
+    logits; draws z_l = e_i by inversion of uniforms. The decoder reads z flattened,
+    ``[*, B, L·K]``, so it also accepts relaxed codes, points of each variable's probability
+    simplex (Gumbel-softmax, Gumbel-Rao): the relaxed cost is the decoder's log-likelihood at the
+    relaxed code.
+    """
+
+    name = "vae-categorical"
+    description = "VAE on 8×8 digits, categorical latent, ∇ of the ELBO w.r.t. encoder weights"
+    offers = frozenset({Capability.COMMON_NOISE, Capability.CATEGORICAL, Capability.RELAXED_COST})
+    latent = 4
+    categories = 4
+    encoder_outputs = latent * categories
+    decoder_inputs = latent * categories
+    weights_file = "vae-categorical.pt"
+
+    @classmethod
+    def logits_per_variable(cls, output: Tensor) -> Tensor:
+        """The encoder's output ``[..., L·K]`` as the logits of each variable ``[..., L, K]``."""
+        return output.unflatten(-1, (cls.latent, cls.categories))
+
+    @classmethod
+    def latent_states(cls, output: Tensor) -> tuple[Tensor, Tensor]:
+        """The K^L one-hot codes flattened, ``[K^L, L·K]``, and log Π_l p_{l, z_l}."""
+        digits = all_states(cls.latent, cls.categories)  # [K^L, L]
+        states = nn.functional.one_hot(digits, cls.categories).flatten(1).to(output)
+        log_p = torch.log_softmax(cls.logits_per_variable(output), dim=-1).flatten(-2)  # [B, L·K]
+        return states, states @ log_p.T  # [K^L, B]
+
+    @classmethod
+    def prior_kl(cls, output: Tensor) -> Tensor:
+        """KL(Π_l OneHotCategorical(p_l) ‖ uniform) = Σ_l (Σ_k p_lk log p_lk + log K)."""
+        return categorical_kl(cls.logits_per_variable(output))
+
+    def categorical_logits(self, params: Params) -> Tensor:
+        return self.logits_per_variable(self.encode(params))
+
+    def distribution(self, params: Params) -> Distribution:
+        # Settings are validated once; per-call validation would sync a GPU on every chunk.
+        one_hot = OneHotCategorical(logits=self.categorical_logits(params), validate_args=False)
+        return Independent(one_hot, 2, validate_args=False)
+
+    def transform(self, noise: Tensor, params: Params) -> Tensor:
+        return one_hot_by_inversion(noise, self.categorical_logits(params))
+
+    def log_likelihood(self, z: Tensor) -> Tensor:
+        """log p(x_b | z_b) for one-hot or relaxed codes z ``[*S, B, L, K]`` → ``[*S, B]``."""
+        return super().log_likelihood(z.flatten(-2))
 
 
-def all_binary_states(width: int) -> Tensor:
-    """Every vector of ``width`` bits, ``[2^width, width]`` float64, in counting order."""
-    codes = torch.arange(2**width).unsqueeze(1)
-    return ((codes >> torch.arange(width - 1, -1, -1)) & 1).to(torch.float64)
+def all_states(width: int, base: int) -> Tensor:
+    """Every vector of ``width`` digits in ``base``, ``[base^width, width]`` int64, in counting
+    order (the first digit the most significant)."""
+    codes = torch.arange(base**width).unsqueeze(1)
+    return codes // base ** torch.arange(width - 1, -1, -1) % base
