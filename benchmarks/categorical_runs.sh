@@ -29,8 +29,8 @@ for setting in "12 3" "6 10" "3 100"; do
 done
 
 gradbench train vae-categorical -e reinforce -e rloo -e gumbel-softmax -e straight-through \
-    -e gumbel-rao -e reinmax -e indecater -e unordered-set -e relax --steps 100 --batch 16 \
-    --optimizer adam --lr 0.003 --eval-every 50 --seeds 1 -n 500 --basket rloo \
+    -e gumbel-rao -e reinmax -e indecater -e unordered-set -e relax --steps 200 --batch 16 \
+    --optimizer adam --lr 0.003 --eval-every 50 --seeds 2 -n 500 --basket rloo \
     --basket straight-through --basket indecater \
     --csv "$out/train-vae-categorical.csv" --basket-csv "$out/train-vae-categorical-basket.csv" \
     --plot "$out/train-vae-categorical.png" --overwrite

@@ -25,12 +25,14 @@ OBJECTIVES = [
     "gaussian-cos",
     "bernoulli-toy",
     "categorical-toy",
+    "categorical-product",
     "gamma-square",
     "beta-square",
     "dirichlet-square",
     "bayes-logreg",
     "vae-gaussian",
     "vae-bernoulli",
+    "vae-categorical",
     "policy-mdp",
 ]
 ESTIMATORS = ["reinforce", "reparam", "fd"]

@@ -30,7 +30,10 @@ def test_check_objectives_have_exact_gradients(objective):
     sizes = [v.numel() for v in params.values()]
 
     def expectation(vector):
-        pieces = dict(zip(params, torch.split(vector, sizes), strict=True))
+        pieces = {
+            name: piece.reshape(value.shape)
+            for (name, value), piece in zip(params.items(), torch.split(vector, sizes), strict=True)
+        }
         return float(instance.expected_cost(pieces))
 
     step = 1e-6

@@ -134,6 +134,10 @@ class _CategoricalPolynomial(CategoricalProduct):
         scales = torch.linspace(-1.5, 1.0, variables, dtype=torch.float64)
         return {"logits": torch.outer(scales, torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64))}
 
+    def cost_terms(self, x: Tensor, params: Params) -> None:
+        """None: the quadratic couples the variables, and no check declares terms."""
+        return None
+
     def cost_of_positions(self, v: Tensor) -> Tensor:
         c0, c1, c2 = self.coefficients
         mean = v.mean(-1)
