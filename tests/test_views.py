@@ -185,3 +185,16 @@ def test_written_files_get_the_mode_of_a_plain_open(tmp_path):
     assert atomic.read_text() == "a\n"
     assert stat.S_IMODE(atomic.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["atomic.csv", "plain.csv"]
+
+
+def test_a_mean_shows_the_decimals_its_standard_error_resolves():
+    """Values apart by more than their errors read apart (−17.974 and −18.006, not −18)."""
+    from gradbench.report.format import value_with_se
+
+    assert value_with_se(-17.974, 0.000114) == "-17.97400 ± 0.00011"
+    assert value_with_se(-19.693, 0.358) == "-19.69 ± 0.36"
+    assert value_with_se(-67.68, 0.05) == "-67.680 ± 0.05"
+    assert value_with_se(-18.006, 0.0) == "-18.006 ± 0"  # every seed at the same value
+    assert value_with_se(250.0, 30.0) == "250 ± 30"  # three significant figures at least
+    assert value_with_se(-18.1, math.nan) == "-18.1"  # one seed: no error
+    assert value_with_se(1e-5, 1e-7) == "1e-5 ± 1e-7"  # outside the fixed-point range

@@ -43,6 +43,23 @@ def with_se(value: float, se: float) -> str:
     return number(value) if math.isnan(se) else f"{number(value)} ± {number(se)}"
 
 
+def value_with_se(value: float, se: float) -> str:
+    """A mean to the decimal place of its standard error's second significant figure
+    (``-18.0163 ± 0.0027``, the error to two figures), so that values apart by more than
+    their errors read apart; at
+    least three significant figures; six for an error of exactly 0 (every seed at one value),
+    and :func:`with_se` where a fixed point does not fit (no error, or magnitudes outside
+    10⁻³ … 10⁶)."""
+    if math.isfinite(value) and se == 0:
+        return f"{_short_exponent(f'{value:.6g}')} ± 0"
+    if not (math.isfinite(value) and math.isfinite(se)) or se < 0:
+        return with_se(value, se)
+    if not 1e-3 <= abs(value) < 1e6:
+        return with_se(value, se)
+    places = max(1 - math.floor(math.log10(se)), 3 - 1 - math.floor(math.log10(abs(value))), 0)
+    return f"{value:.{min(places, 6)}f} ± {_short_exponent(f'{se:.2g}')}"
+
+
 def duration(seconds: float) -> str:
     """Seconds scaled to s, ms, µs or ns."""
     if math.isnan(seconds):

@@ -11,7 +11,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from gradbench.report.format import duration, number, with_se
+from gradbench.report.format import duration, number, value_with_se
 from gradbench.stats.replicates import mean_and_se
 
 
@@ -87,8 +87,8 @@ def _line(estimator: str, rows: pd.DataFrame, basket: pd.DataFrame) -> tuple[flo
     cells = [
         f"{estimator}{failed}",
         str(rows["seed"].nunique()),
-        with_se(start, start_se),
-        with_se(end, end_se),
+        value_with_se(start, start_se),
+        value_with_se(end, end_se),
         duration(seconds),
         number(variance),
     ]
