@@ -121,7 +121,7 @@ class CategoricalProduct(Objective):
     settings = (
         Setting("variables", int, 4, "number of categorical variables D", at_least(1)),
         Setting("categories", int, 5, "categories K of each variable", at_least(2)),
-        Setting("coupling", float, 1.0, "c: 1 = (v̄ − t)², 0 = separable mean (v_d − t)²"),
+        Setting("coupling", float, 1.0, "c: 1 = (mean position − t)², 0 = separable"),
         Setting("target", float, 0.45, "target position t"),
         Setting("spread", float, 0.5, "logits spread evenly over [−spread, spread]"),
     )
