@@ -22,18 +22,13 @@ import torch
 from gradbench.core.estimator import per_sample_gradients
 from gradbench.estimators.gumbel import (
     conditional_gumbel,
-    conditional_uniform,
+    conditional_logistic,
     gumbels,
     logistic,
     one_hot_argmax,
     uniforms,
 )
-from gradbench.estimators.learned_control_variates import (
-    Rebar,
-    Relax,
-    differentiable_conditional_gumbel,
-    differentiable_conditional_logistic,
-)
+from gradbench.estimators.learned_control_variates import Rebar, Relax
 from gradbench.estimators.reinforce import Reinforce
 from gradbench.extend.conformance import check_estimator
 from gradbench.objectives.bernoulli import BernoulliToy
@@ -108,21 +103,36 @@ def _assert_lower(lower: torch.Tensor, higher: torch.Tensor) -> None:
     assert low + Z * low_se < high - Z * high_se, (low, low_se, high, high_se)
 
 
-# The differentiable conditional draws.
+# The differentiable conditional draws, against the plain formulas.
+
+
+def conditional_uniform(probability, b, v):
+    """u ~ (U(0, 1) | 1[u > 1 − p] = b) from fresh uniforms v, as written in REBAR's appendix:
+    (1 − p) + v p where b = 1, v (1 − p) where b = 0."""
+    return torch.where(b.bool(), (1 - probability) + v * probability, v * (1 - probability))
+
+
+def redrawn_conditional_gumbel(logits, x, generator):
+    """The conditional Gumbels of the module docstring with fresh Gumbels from ``generator``
+    and the logits detached: max at log Σ e^ℓ + G′_i, the others truncated below it."""
+    logits = logits.detach()
+    fresh = gumbels(tuple(x.shape), logits, generator)
+    top = torch.logsumexp(logits, -1, keepdim=True) + (fresh * x).sum(-1, keepdim=True)
+    return torch.where(x.bool(), top, -torch.log(torch.exp(-(logits + fresh)) + torch.exp(-top)))
 
 
 def test_conditional_gumbel_is_gumbels_with_the_logits_live():
-    """Same fresh Gumbels, same value as gumbel.conditional_gumbel; its derivative in ℓ is the
-    central difference of gumbel.conditional_gumbel redrawn from the same seed."""
+    """Same fresh Gumbels, same value as the plain formula; its derivative in ℓ is the
+    central difference of the plain formula redrawn from the same seed."""
     logits = torch.tensor([[0.3, -1.2, 0.8, 0.0], [1.5, 0.2, -0.4, -2.0]], dtype=torch.float64)
     x = one_hot_argmax(logits + gumbels((64, *logits.shape), logits, _generator(0)))
 
     def redrawn(at: torch.Tensor) -> torch.Tensor:
-        return conditional_gumbel(at, x, _generator(1))
+        return redrawn_conditional_gumbel(at, x, _generator(1))
 
     fresh = gumbels(tuple(x.shape), logits, _generator(1))
     live = logits.clone().requires_grad_()
-    value = differentiable_conditional_gumbel(live, x, fresh)
+    value = conditional_gumbel(live, x, fresh)
     torch.testing.assert_close(value, redrawn(logits), rtol=1e-12, atol=1e-12)
     assert bool((value.argmax(-1) == x.argmax(-1)).all())
 
@@ -146,7 +156,7 @@ def test_conditional_logistic_is_the_conditional_uniform_with_the_logits_live():
     b = (logits + logistic(u) > 0).to(logits.dtype)
     v = uniforms((256, 5), logits, _generator(1))
     live = logits.clone().requires_grad_()
-    mine = differentiable_conditional_logistic(live, b, logistic(v))
+    mine = conditional_logistic(live, b, logistic(v))
     theirs = logistic(conditional_uniform(torch.sigmoid(live), b, v))
     torch.testing.assert_close(mine, theirs, rtol=1e-9, atol=1e-9)
     assert bool(((logits + mine > 0) == b.bool()).all())
@@ -158,7 +168,7 @@ def test_conditional_logistic_is_the_conditional_uniform_with_the_logits_live():
     edge = torch.tensor([1 - torch.finfo(torch.float32).eps / 2])
     zero = torch.zeros(1, requires_grad=True)
     assert conditional_uniform(torch.sigmoid(zero.detach()), torch.ones(1), edge) == 1
-    value = differentiable_conditional_logistic(zero, torch.ones(1), logistic(edge))
+    value = conditional_logistic(zero, torch.ones(1), logistic(edge))
     (gradient,) = torch.autograd.grad(value.sum(), zero)
     assert bool(value.isfinite().all() and gradient.isfinite().all())
 

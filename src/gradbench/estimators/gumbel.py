@@ -10,14 +10,16 @@ the outcome x = e_i, z is distributed as (Maddison, Tarlow & Minka 2014, "A* sam
 with fresh Gumbels: the maximum is Gumbel with location log Σ e^ℓ, and every other coordinate is
 a Gumbel truncated below it. For a Bernoulli logit ℓ the same holds with logistic noise
 L = log u − log(1 − u): b = 1[ℓ + L > 0], and given b the uniform u is uniform on its side of
-1 − sigmoid(ℓ) (Tucker et al. 2017, "REBAR", appendix). All draws take uniforms from the run's
-generator, in θ's dtype and on its device.
+1 − sigmoid(ℓ) (Tucker et al. 2017, "REBAR", appendix). The conditional draws take their fresh
+noise as an argument, so they stay differentiable in ℓ (REBAR's and RELAX's z̃); all draws
+take uniforms from the run's generator, in θ's dtype and on its device.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.nn.functional import softplus
 
 
 def uniforms(shape: tuple[int, ...], like: Tensor, generator: torch.Generator) -> Tensor:
@@ -46,11 +48,11 @@ def gumbel_max(logits: Tensor, n: int, generator: torch.Generator) -> tuple[Tens
     return one_hot_argmax(perturbed), perturbed
 
 
-def conditional_gumbel(logits: Tensor, x: Tensor, generator: torch.Generator) -> Tensor:
-    """Perturbed logits z ~ (ℓ + G | argmax(ℓ + G) = x), detached: logits ``[*V, K]``, one-hot
-    x ``[*S, *V, K]``, result ``[*S, *V, K]``; every draw makes its own Gumbels."""
-    logits = logits.detach()
-    fresh = gumbels(tuple(x.shape), logits, generator)
+def conditional_gumbel(logits: Tensor, x: Tensor, fresh: Tensor) -> Tensor:
+    """Perturbed logits z̃ ~ (ℓ + G | argmax(ℓ + G) = x) from fresh Gumbels G′ (the module
+    docstring's formula): logits ``[*V, K]`` (or batched), one-hot x and G′ ``[*S, *V, K]``.
+    Differentiable in ℓ for fixed G′, through the truncation too (REBAR, RELAX); detach ℓ for
+    the noise alone (Gumbel-Rao)."""
     top = torch.logsumexp(logits, dim=-1, keepdim=True) + (fresh * x).sum(-1, keepdim=True)
     below = -torch.logaddexp(-(logits + fresh), -top)
     return torch.where(x.bool(), top, below)
@@ -61,7 +63,23 @@ def logistic(u: Tensor) -> Tensor:
     return torch.log(u) - torch.log1p(-u)
 
 
-def conditional_uniform(probability: Tensor, b: Tensor, v: Tensor) -> Tensor:
-    """u ~ (U(0, 1) | 1[u > 1 − p] = b) from fresh uniforms v: u = (1 − p) + v p where b = 1,
-    u = v (1 − p) where b = 0. Differentiable in p (REBAR's conditional relaxation)."""
-    return torch.where(b.bool(), (1 - probability) + v * probability, v * (1 - probability))
+def _log1mexp(x: Tensor) -> Tensor:
+    """log(1 − eˣ) for x < 0."""
+    return torch.log(-torch.expm1(x))
+
+
+def conditional_logistic(logits: Tensor, b: Tensor, fresh: Tensor) -> Tensor:
+    """Logistic noise L̃ ~ (L | 1[ℓ + L > 0] = b) from fresh logistic noise L′ = log v −
+    log(1 − v), all three broadcast together; differentiable in ℓ for fixed L′.
+
+    With p = sigmoid(ℓ), the uniform behind L̃ is u = 1 − p(1 − v) where b = 1 and
+    u = v(1 − p) where b = 0 (uniform on its side of 1 − p); L̃ = log u − log(1 − u) is
+    computed from log p, log(1 − p), log v and log(1 − v), so it stays finite where u itself
+    would round to 0 or 1 (float32, v at its largest draw)."""
+    log_p, log_not_p = -softplus(-logits), -softplus(logits)  # log sigmoid(±ℓ)
+    log_v, log_not_v = -softplus(-fresh), -softplus(fresh)
+    log_not_u_above = log_p + log_not_v  # log(1 − u) where b = 1
+    log_u_below = log_v + log_not_p  # log u where b = 0
+    above = _log1mexp(log_not_u_above) - log_not_u_above
+    below = log_u_below - _log1mexp(log_u_below)
+    return torch.where(b.bool(), above, below)

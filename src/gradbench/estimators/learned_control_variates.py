@@ -5,7 +5,8 @@ With the logits ℓ = ℓ_θ of a Bernoulli or categorical objective and noise N
 varies (:mod:`.perturbation`: logistic for a Bernoulli, Gumbel per category), z = ℓ + N gives
 the draw b = hard(z) (1[z > 0], or onehot(argmax z)) of q_θ, and z̃ = ℓ + Ñ a draw of z given b,
 reparameterised by fresh noise so that it stays differentiable in ℓ
-(:func:`conditional_perturbed`). With a control variate c of the relaxed input,
+(:meth:`~.perturbation.Perturbation.conditional_from`). With a control variate c of the
+relaxed input,
 
     g = [f(b) − c(z̃)] ∇_θ log q_θ(b) + ∇_θ c(z) − ∇_θ c(z̃)
 
@@ -53,7 +54,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.nn.functional import softplus
 
 from gradbench.core.estimator import Estimator
 from gradbench.core.objective import Capability, Objective
@@ -64,48 +64,6 @@ from gradbench.estimators.perturbation import DISCRETE, Perturbation
 #: Seed of the generator that draws RELAX's initial network.
 NETWORK_SEED = 0
 _LEARNING_RATE = Setting("lr", float, 0.01, "Adam learning rate of the control variate", positive)
-
-
-def _log1mexp(x: Tensor) -> Tensor:
-    """log(1 − eˣ) for x < 0, accurate to the dtype's resolution in absolute terms."""
-    return torch.log(-torch.expm1(x))
-
-
-def differentiable_conditional_logistic(logits: Tensor, b: Tensor, fresh: Tensor) -> Tensor:
-    """Logistic noise L̃ ~ (L | 1[ℓ + L > 0] = b), differentiable in the logits ℓ for fixed
-    fresh logistic noise L′ = log v − log(1 − v), all three broadcast together.
-
-    With p = sigmoid(ℓ), the uniform behind L̃ is u = 1 − p(1 − v) where b = 1 and u = v(1 − p)
-    where b = 0 (:func:`~gradbench.estimators.gumbel.conditional_uniform`); L̃ = log u −
-    log(1 − u) is computed from log p, log(1 − p), log v and log(1 − v), so it stays finite
-    where u itself would round to 0 or 1."""
-    log_p, log_not_p = -softplus(-logits), -softplus(logits)  # log sigmoid(±ℓ)
-    log_v, log_not_v = -softplus(-fresh), -softplus(fresh)
-    log_not_u_above = log_p + log_not_v  # log(1 − u) where b = 1
-    log_u_below = log_v + log_not_p  # log u where b = 0
-    above = _log1mexp(log_not_u_above) - log_not_u_above
-    below = log_u_below - _log1mexp(log_u_below)
-    return torch.where(b.bool(), above, below)
-
-
-def differentiable_conditional_gumbel(logits: Tensor, x: Tensor, fresh: Tensor) -> Tensor:
-    """Perturbed logits z̃ ~ (ℓ + G | argmax(ℓ + G) = x) for one-hot x, differentiable in the
-    logits ℓ for fixed fresh Gumbels G′ (the formula of :mod:`~gradbench.estimators.gumbel`):
-    the maximum is log Σ e^ℓ + G′_i, every other coordinate −log(e^{−(ℓ_k + G′_k)} + e^{−z̃_i}),
-    truncated below it, so z̃ depends on ℓ through the truncation too."""
-    top = torch.logsumexp(logits, dim=-1, keepdim=True) + (fresh * x).sum(-1, keepdim=True)
-    below = -torch.logaddexp(-(logits + fresh), -top)
-    return torch.where(x.bool(), top, below)
-
-
-def conditional_perturbed(
-    family: Perturbation, logits: Tensor, hard: Tensor, fresh: Tensor
-) -> Tensor:
-    """z̃ ~ (ℓ + N | hard(ℓ + N) = ``hard``) from fresh noise of the family's kind (logistic or
-    Gumbel, as :meth:`Perturbation.noise` draws it), differentiable in ℓ."""
-    if family.categorical:
-        return differentiable_conditional_gumbel(logits, hard, fresh)
-    return logits + differentiable_conditional_logistic(logits, hard, fresh)
 
 
 @dataclass(frozen=True)
@@ -254,7 +212,7 @@ class _LearnedControlVariate(Estimator):
                 k: w.to(dtype=logits.dtype, device=logits.device) for k, w in state.weights.items()
             }
             hard = family.hard(logits.detach() + draws.noise)
-            conditional = conditional_perturbed(family, logits, hard, draws.fresh)
+            conditional = family.conditional_from(logits, hard, draws.fresh)
             control_at_z = self.control(objective, params, family, logits + draws.noise, weights)
             control_at_conditional = self.control(objective, params, family, conditional, weights)
             log_q = objective.distribution(leaves).log_prob(hard)

@@ -10,7 +10,8 @@ A draw of either kind is the hard threshold of logits plus noise, z = ℓ_θ + N
 
 The noise is drawn once and held fixed while θ varies, so ∇_θ of a soft draw is the pathwise
 derivative the relaxations use; :meth:`Perturbation.conditional` redraws the noise given the
-hard outcome (Gumbel-Rao, REBAR's z̃).
+hard outcome (Gumbel-Rao), :meth:`Perturbation.conditional_from` makes that draw from given
+fresh noise, differentiable in ℓ (REBAR's and RELAX's z̃).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from gradbench.core.objective import Capability, Objective
 from gradbench.core.params import Params
 from gradbench.estimators.gumbel import (
     conditional_gumbel,
-    conditional_uniform,
+    conditional_logistic,
     gumbels,
     logistic,
     one_hot_argmax,
@@ -73,8 +74,16 @@ class Perturbation:
     def conditional(self, logits: Tensor, hard: Tensor, generator: torch.Generator) -> Tensor:
         """Noise N ~ (N | the draw of ℓ + N is ``hard``), detached, shaped like ``hard``
         (``[*S, *event]``, any leading sample dims)."""
-        logits = logits.detach()
+        logits, shape = logits.detach(), tuple(hard.shape)
         if self.categorical:
-            return conditional_gumbel(logits, hard, generator) - logits
-        fresh = uniforms(tuple(hard.shape), logits, generator)
-        return logistic(conditional_uniform(torch.sigmoid(logits), hard, fresh))
+            fresh = gumbels(shape, logits, generator)
+        else:
+            fresh = logistic(uniforms(shape, logits, generator))
+        return self.conditional_from(logits, hard, fresh) - logits
+
+    def conditional_from(self, logits: Tensor, hard: Tensor, fresh: Tensor) -> Tensor:
+        """Perturbed logits z̃ ~ (ℓ + N | hard(ℓ + N) = ``hard``) from fresh noise of the
+        family's kind (:meth:`noise`), differentiable in ℓ (REBAR's and RELAX's z̃)."""
+        if self.categorical:
+            return conditional_gumbel(logits, hard, fresh)
+        return logits + conditional_logistic(logits, hard, fresh)
