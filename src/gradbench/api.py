@@ -95,7 +95,7 @@ def check_references(objectives: Sequence[Objective], plan: ReferencePlan) -> No
     """Refuse, before anything runs, an objective without a reference of its own that no
     estimator can estimate, or a reference estimator that cannot run on it."""
     for objective in objectives:
-        if not objective.has_own_reference():
+        if not objective.gives_reference():
             reference_estimator(objective, plan.estimator)
 
 

@@ -69,6 +69,12 @@ class Estimator(ABC):
         count depends on the objective's draws (IndeCateR's V·K) and an estimator says so here."""
         return self.evals_per_sample(ParamLayout.of(params).size)
 
+    def unbiased_for(self, objective: Objective) -> bool:
+        """Whether the estimator claims to be unbiased on ``objective``, the claim its bias test
+        is held to: :attr:`unbiased`, unless the claim depends on the objective (STL is
+        unbiased for the ELBO, K = 1, and biased for K > 1) and an estimator says so here."""
+        return self.unbiased
+
     def skip_reason(self, objective: Objective) -> str:
         """Why this estimator cannot run on ``objective``; empty when it can."""
         offered = objective.capabilities()

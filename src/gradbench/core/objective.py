@@ -66,6 +66,16 @@ class Capability(StrEnum):
     #: [0, 1] for Bernoulli draws, on the probability simplex of each variable (non-negative,
     #: summing to 1 over the last dim) for one-hot categorical draws.
     RELAXED_COST = "relaxed cost"
+    #: J is a K-sample importance-weighted bound (Burda, Grosse & Salakhutdinov 2016),
+    #: J(θ) = E_{z ~ q_θ}[(1/T) Σ_t log (1/K) Σ_k w_tk] with log w_tk = log p_θ(x_t, z_tk) −
+    #: log q_θ(z_tk | x_t) (:meth:`Objective.log_joint`, :meth:`Objective.log_proposal`), one
+    #: draw z holding the K particles of each of T independent terms (data points), and the
+    #: cost the bound of the draw (:func:`gradbench.core.importance_weights.bound`). The
+    #: multi-sample estimators (VIMCO, DReG, STL) change which factors of w carry θ.
+    IMPORTANCE_WEIGHTS = "importance weights"
+    #: The base noise is ε = F⁻¹(u) coordinatewise for u ~ U(0, 1) of ε's shape
+    #: (:meth:`Objective.noise_from_uniforms`), so quasi-random points can replace u.
+    NOISE_BY_INVERSION = "noise by inversion"
 
 
 #: References computed in this process, by objective class, settings and parameter value.
@@ -175,6 +185,13 @@ class Objective(ABC):
             or cls.reference_gradient is not Objective.reference_gradient
         )
 
+    def gives_reference(self) -> bool:
+        """Whether this instance gives its reference itself, what a run asks: by default
+        :meth:`has_own_reference`. An objective whose quadrature or enumeration reaches only
+        some settings (K particles in few dimensions) returns False beyond them, and the engine
+        estimates the reference there."""
+        return self.has_own_reference()
+
     def elements_per_evaluation(self, params: Params) -> int:
         """Scalars one cost evaluation holds per estimate (its intermediates beside x and θ),
         for the engine's chunk sizing; by default one draw and θ. An objective whose cost
@@ -257,6 +274,36 @@ class Objective(ABC):
         :attr:`Capability.CATEGORICAL`; K is the last dim of the event ``[*V, K]``. The
         discrete estimators pull their ∇_ℓ back to θ."""
         raise NotImplementedError(f"{self.name} does not offer {Capability.CATEGORICAL.value}")
+
+    def particles(self) -> int:
+        """K, the particles of each term of the bound, for objectives offering
+        :attr:`Capability.IMPORTANCE_WEIGHTS`."""
+        raise NotImplementedError(
+            f"{self.name} does not offer {Capability.IMPORTANCE_WEIGHTS.value}"
+        )
+
+    def log_joint(self, z: Tensor, params: Params) -> Tensor:
+        """log p_θ(x_t, z_tk) for a draw z ``[*S, *event]``: ``[*S, T..., K]`` (the particles
+        last; no T dims for a single data point), for objectives offering
+        :attr:`Capability.IMPORTANCE_WEIGHTS`. θ enters only through the model's parameters;
+        an estimator passes z and θ separately to choose the paths a gradient takes."""
+        raise NotImplementedError(
+            f"{self.name} does not offer {Capability.IMPORTANCE_WEIGHTS.value}"
+        )
+
+    def log_proposal(self, z: Tensor, params: Params) -> Tensor:
+        """log q_θ(z_tk | x_t) of each particle, ``[*S, T..., K]`` like :meth:`log_joint`."""
+        raise NotImplementedError(
+            f"{self.name} does not offer {Capability.IMPORTANCE_WEIGHTS.value}"
+        )
+
+    def noise_from_uniforms(self, uniforms: Tensor, params: Params) -> Tensor:
+        """The base noise ε = F⁻¹(u) for uniforms u ``[*S, *noise]`` in (0, 1) of the noise's
+        shape (:meth:`noise` draws ε the same way in law), for objectives offering
+        :attr:`Capability.NOISE_BY_INVERSION`."""
+        raise NotImplementedError(
+            f"{self.name} does not offer {Capability.NOISE_BY_INVERSION.value}"
+        )
 
     @classmethod
     def declared_capabilities(cls) -> frozenset[Capability]:

@@ -223,7 +223,7 @@ def _measure(
         raise ValueError(problem)
     # The reference is taken at the parameters as the run's dtype represents them.
     exact_params = {k: v.double().cpu() for k, v in params.items()}
-    if objective.has_own_reference():
+    if objective.gives_reference():
         reference = objective.reference_at(exact_params)
         result.reference_method = objective.reference_method
     else:
@@ -281,7 +281,7 @@ def _measure(
         result.timing = _timing(clock, estimates, chunk, seconds_per_estimate, config, result)
     result.warnings = [
         *result.warnings,
-        *_warnings(result.summary, result.timing, result.labels, competes=estimator.unbiased),
+        *_warnings(result.summary, result.timing, result.labels, competes=estimator.unbiased_for(objective)),
     ]
 
 

@@ -261,7 +261,7 @@ def _objective_value(
 
 def _reference(objective: Objective, params: Params, run: RunConfig) -> Reference:
     """The reference gradient at θ: the objective's own, else the smallest estimated one."""
-    if objective.has_own_reference():
+    if objective.gives_reference():
         return objective.reference_at(params)
     maker = reference_estimator(objective, run.reference.estimator)
     rows = default_rows(objective, params, maker, run, torch.float64, MAX_ROWS_PER_CALL)

@@ -292,7 +292,7 @@ def _check_one(estimator: Estimator, objective: Objective, config: RunConfig) ->
         Check(
             name,
             "unbiased",
-            verdict if estimator.unbiased else INFO,
+            verdict if estimator.unbiased_for(objective) else INFO,
             _bias_evidence(summary.bias_z_max, summary.bias_p, summary.bias_norm, config),
         )
     )

@@ -405,7 +405,7 @@ def _sampling(objective: Objective, config: RunConfig) -> list[Check]:
     problem = _mean_problem(objective, params, config)
     evidence = problem or f"mean of {config.n_samples} draws = q's mean (or q has none)"
     checks.append(Check(objective.name, "draws follow q_θ", FAIL if problem else PASS, evidence))
-    if type(objective).expected_cost is not Objective.expected_cost:
+    if type(objective).expected_cost is not Objective.expected_cost and objective.gives_reference():
         checks.append(_value_check(objective, params, config))
     return checks
 
@@ -434,7 +434,7 @@ def _value_check(objective: Objective, params: Params, config: RunConfig) -> Che
 
 def _reference(objective: Objective, config: RunConfig) -> list[Check]:
     made_by = None
-    if not objective.has_own_reference():
+    if not objective.gives_reference():
         made_by = reference_estimator(objective, config.reference.estimator)
     checker = _independent_estimator(objective, made_by)
     if checker is None:

@@ -200,7 +200,7 @@ def result_row(result: RunResult, config: RunConfig, provenance: dict) -> dict:
         dtype=provenance["dtype"],
         grad_dim=result.grad_dim,
         evals_per_sample=result.evals_per_sample,
-        declared_unbiased=result.estimator.unbiased,
+        declared_unbiased=result.estimator.unbiased_for(result.objective),
         estimator_state=result.estimator_state,
         reference=result.reference_method or _reference_method(result.objective),
         reference_estimator=result.reference_estimator or NAN,
@@ -258,7 +258,7 @@ def _largest(values: Tensor | None) -> float:
 
 def _reference_method(objective: Objective) -> str:
     """How a pair that did not run (skipped, failed early) would have had its reference."""
-    return objective.reference_method if objective.has_own_reference() else "estimated"
+    return objective.reference_method if objective.gives_reference() else "estimated"
 
 
 def _reference_se_ratio(summary: Summary) -> float:
