@@ -83,6 +83,8 @@ def test_lists_keep_their_values_and_scans_span_both_bounds():
     assert ratios == pytest.approx([10 ** (2 / 4)] * 4)
     assert Axis.scan("sigma", 0.1, 10, 5, "log") == Axis("sigma", log)
     assert parse_scan("k=2:2:1").values == (2.0,)
+    # powers of two come out exact, so an integer setting accepts them (not 7.999999999999999)
+    assert parse_scan("particles=1:256:9:log").values == tuple(2.0**i for i in range(9))
 
 
 @pytest.mark.parametrize(

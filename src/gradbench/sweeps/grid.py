@@ -2,7 +2,8 @@
 
 ``NAME=V1,V2,...`` lists values. ``NAME=START:STOP:COUNT[:lin|log]`` scans COUNT values from
 START to STOP, both included: evenly spaced (``lin``, the default), or evenly spaced in log
-(``log``: v_i = START · (STOP/START)^(i/(COUNT−1)), both bounds > 0). Several axes make a grid,
+(``log``: v_i = START · (STOP/START)^(i/(COUNT−1)), both bounds > 0; a value that misses an
+integer by rounding alone is that integer, so 1:256:9:log is 1, 2, 4, …, 256). Several axes make a grid,
 their Cartesian product, the first axis varying slowest.
 
 NAME routes like ``--set``: KEY to every objective declaring it, NAME.KEY to one objective or
@@ -103,7 +104,14 @@ def _scan(start: float, stop: float, count: int, spacing: str) -> list[float]:
     if count > 1 and start == stop:
         raise InputError(f"START equals STOP, so its {count} values would be equal")
     space = np.geomspace if spacing == "log" else np.linspace
-    return [float(value) for value in space(start, stop, count)]
+    return [_snapped(float(value)) for value in space(start, stop, count)]
+
+
+def _snapped(value: float) -> float:
+    """``value``, or the integer it misses by rounding alone (a log scan's 7.999999999999999
+    is 8, which an integer setting such as ``particles`` accepts)."""
+    nearest = round(value)
+    return float(nearest) if abs(value - nearest) <= 1e-12 * max(1.0, abs(value)) else value
 
 
 def grid(axes: Sequence[Axis]) -> list[dict[str, Number]]:
