@@ -233,3 +233,47 @@ def test_leave_one_out_bounds_match_the_definition_and_survive_extreme_weights()
 def test_bound_is_logmeanexp_over_particles_and_mean_over_terms():
     log_weights = torch.tensor([[[0.0, math.log(3.0)], [math.log(2.0), math.log(2.0)]]])
     assert float(bound(log_weights)) == pytest.approx((math.log(2.0) + math.log(2.0)) / 2)
+
+
+# -- gradbench check OBJECTIVE ----------------------------------------------------------------
+
+
+def _checks(objective) -> dict[str, str]:
+    from gradbench.extend.objective_conformance import check_objective
+
+    return {check.check: check.outcome for check in check_objective(objective).checks}
+
+
+def test_the_bounds_pass_their_objective_check():
+    for objective in (LinearGaussianBound(particles=2), DiscreteBound(particles=3)):
+        outcomes = _checks(objective)
+        assert outcomes["claim: importance weights"] == "pass"
+        assert all(outcome != "fail" for outcome in outcomes.values()), outcomes
+        if objective.name == "iwae-linear-gaussian":
+            assert outcomes["claim: noise by inversion"] == "pass"
+
+
+class _WrongProposal(LinearGaussianBound):
+    """Claims the bound but its log_proposal ignores q's scale: q's log_prob disagrees."""
+
+    name = "wrong-proposal"
+
+    def log_proposal(self, z, params):
+        return super().log_proposal(z, {**params, "scale": torch.ones_like(params["scale"])})
+
+
+class _WrongInversion(LinearGaussianBound):
+    """Claims noise by inversion but maps u to the uniform's own scale, not Φ⁻¹(u)."""
+
+    name = "wrong-inversion"
+
+    def noise_from_uniforms(self, uniforms, params):
+        return 2 * uniforms - 1
+
+
+def test_the_objective_check_catches_broken_claims():
+    """Both are far beyond chance: log_prob differs from Σ log_proposal by rounding nowhere
+    near allclose's tolerance, and U(−1, 1) has variance 1/3, a log variance ratio of 1.1
+    against its standard error of 0.01 at 20000 draws."""
+    assert _checks(_WrongProposal(particles=2, loc=0.3, scale=1.5))["claim: importance weights"] == "fail"
+    assert _checks(_WrongInversion(particles=2))["claim: noise by inversion"] == "fail"

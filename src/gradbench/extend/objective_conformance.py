@@ -40,6 +40,7 @@ from scipy.stats import binom, norm
 from torch import Tensor
 
 from gradbench.core.estimator import Estimator
+from gradbench.core.importance_weights import bound
 from gradbench.core.objective import Capability, Objective
 from gradbench.core.params import Params
 from gradbench.engine.reference import ReferencePlan, default_estimators, reference_estimator
@@ -208,6 +209,8 @@ def _claims(objective: Objective, config: RunConfig) -> list[Check]:
         Capability.BERNOULLI: _bernoulli_claim,
         Capability.CATEGORICAL: _categorical_claim,
         Capability.RELAXED_COST: _relaxed_claim,
+        Capability.IMPORTANCE_WEIGHTS: _importance_weights_claim,
+        Capability.NOISE_BY_INVERSION: _inversion_claim,
     }
     for capability, claim in claims.items():
         label = f"claim: {capability.value}"
@@ -320,6 +323,54 @@ def _relaxed_claim(objective: Objective, params: Params, config: RunConfig) -> s
             return f"the cost is not finite {where}"
         (grad,) = torch.autograd.grad(cost.sum(), leaf, allow_unused=True, materialize_grads=True)
     return "" if bool(grad.isfinite().all()) else f"the cost's gradient {where} is not finite"
+
+
+def _importance_weights_claim(objective: Objective, params: Params, config: RunConfig) -> str:
+    """The log-densities have the particles last (K of them), q's ``log_prob`` is their sum
+    over terms and particles, and the cost is the bound of the log-weights."""
+    _, z, cost = _draw(objective, params, config)
+    with torch.no_grad():
+        joint, proposal = objective.log_joint(z, params), objective.log_proposal(z, params)
+        log_prob = objective.distribution(params).log_prob(z)
+    particles = objective.particles()
+    if joint.shape != proposal.shape or joint.shape[0] != _BATCH or joint.shape[-1] != particles:
+        return (
+            f"log_joint {tuple(joint.shape)} and log_proposal {tuple(proposal.shape)} are not"
+            f" [{_BATCH}, T..., K = {particles}] for {_BATCH} draws"
+        )
+    if not torch.allclose(log_prob, proposal.flatten(1).sum(1)):
+        return "the distribution's log_prob is not the sum of log_proposal over the particles"
+    if not torch.allclose(cost, bound(joint - proposal)):
+        return "the cost is not the bound log (1/K) Σ_k w_k of log_joint − log_proposal"
+    return ""
+
+
+def _inversion_claim(objective: Objective, params: Params, config: RunConfig) -> str:
+    """F⁻¹ of uniforms has the noise's shape, and each coordinate's mean and variance match
+    the noise's own draws (Bonferroni z-tests at :data:`ALPHA`, by Welch's z for the means and
+    a normal approximation of the variance ratio's log for the variances)."""
+    noise = objective.noise(config.n_samples, params, _generator(config))
+    uniforms = torch.rand(
+        noise.shape, generator=_generator(config, 1), device=noise.device, dtype=noise.dtype
+    )
+    inverted = objective.noise_from_uniforms(uniforms.clamp(1e-12, 1 - 1e-12), params)
+    if inverted.shape != noise.shape:
+        return (
+            f"noise_from_uniforms gives {tuple(inverted.shape)}, the noise is {tuple(noise.shape)}"
+        )
+    a, b = noise.flatten(1).double(), inverted.flatten(1).double()
+    n = a.shape[0]
+    mean_z = _z(a.mean(0) - b.mean(0), ((a.var(0) + b.var(0)) / n).sqrt())
+    log_ratio = (a.var(0) / b.var(0)).log()
+    ratio_se = ((_kurtosis(a) - 1 + _kurtosis(b) - 1) / n).sqrt()
+    tests = 2 * a.shape[1]
+    p = _bonferroni(torch.cat([mean_z, _z(log_ratio, ratio_se)]), tests)
+    return "" if p >= ALPHA else f"F⁻¹(u) does not have the noise's mean and variance (p = {p:.2g})"
+
+
+def _kurtosis(values: Tensor) -> Tensor:
+    """E[(v − v̄)⁴] / Var(v)² per column of ``values`` ``[n, D]``: Var(log s²) ≈ (κ − 1)/n."""
+    return ((values - values.mean(0)) ** 4).mean(0) / values.var(0) ** 2
 
 
 def _cost_free_of_theta(objective: Objective, params: Params, config: RunConfig) -> str:
