@@ -275,5 +275,8 @@ def test_the_objective_check_catches_broken_claims():
     """Both are far beyond chance: log_prob differs from Σ log_proposal by rounding nowhere
     near allclose's tolerance, and U(−1, 1) has variance 1/3, a log variance ratio of 1.1
     against its standard error of 0.01 at 20000 draws."""
-    assert _checks(_WrongProposal(particles=2, loc=0.3, scale=1.5))["claim: importance weights"] == "fail"
+    assert (
+        _checks(_WrongProposal(particles=2, loc=0.3, scale=1.5))["claim: importance weights"]
+        == "fail"
+    )
     assert _checks(_WrongInversion(particles=2))["claim: noise by inversion"] == "fail"

@@ -209,3 +209,24 @@ def test_a_step_that_leaves_the_support_ends_the_trajectory_there():
     trajectory = train_trajectory(GaussianSquare(dim=1), Reparam(), [], config, seed=0)
     assert "at step" in trajectory.reason
     assert [c.step for c in trajectory.checkpoints] == [0]
+
+
+class _ValuelessSquare(GaussianSquare):
+    """J(θ) cannot be evaluated: the first checkpoint raises."""
+
+    name = "valueless-square"
+
+    def expected_cost(self, params):
+        raise RuntimeError("no value here")
+
+
+def test_a_trajectory_that_fails_at_its_first_checkpoint_keeps_a_failed_row():
+    from gradbench.records.training import trajectory_rows
+
+    run = RunConfig(n_samples=100, timing_repeats=0)
+    config = TrainConfig(steps=5, batch=4, eval_every=5, run=run)
+    trajectory = train_trajectory(_ValuelessSquare(), Reparam(), [], config, seed=0)
+    assert trajectory.checkpoints == [] and "no value here" in trajectory.reason
+    rows, basket, _ = trajectory_rows(trajectory, 0, config, {})
+    assert [(row["status"], row["reason"]) for row in rows] == [("failed", trajectory.reason)]
+    assert basket == []

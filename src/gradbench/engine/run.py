@@ -281,7 +281,9 @@ def _measure(
         result.timing = _timing(clock, estimates, chunk, seconds_per_estimate, config, result)
     result.warnings = [
         *result.warnings,
-        *_warnings(result.summary, result.timing, result.labels, competes=estimator.unbiased_for(objective)),
+        *_warnings(
+            result.summary, result.timing, result.labels, competes=estimator.unbiased_for(objective)
+        ),
     ]
 
 

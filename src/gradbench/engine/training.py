@@ -237,7 +237,8 @@ def _objective_value(
     """J(θ) and its standard error: exact (NaN error) where the objective has
     ``expected_cost``, else the mean of ``run.n_samples`` draws of f + h (float64, on the run's
     device, on a generator of its own)."""
-    if type(objective).expected_cost is not Objective.expected_cost:
+    exact = type(objective).expected_cost is not Objective.expected_cost
+    if exact and objective.gives_reference():
         return float(objective.expected_cost(params)), math.nan
     on_device = {k: v.to(run.device) for k, v in params.items()}
     seed = derive_seed(run.seed, objective.name, "objective value", str(step))

@@ -74,7 +74,7 @@ def trajectory_rows(
     settings = {f"setting_{k}": v for k, v in objective.config.items()}
     options = {f"option_{k}": v for k, v in estimator.config.items()}
     checkpoints, basket, thetas = [], [], []
-    if trajectory.skipped:  # one row says so; nothing was measured
+    if trajectory.skipped or not trajectory.checkpoints:  # one row says why nothing was measured
         return [{**base, **settings, **options}], [], []
     run = replace(config.run, seed=trajectory.seed)
     for checkpoint in trajectory.checkpoints:

@@ -3,8 +3,8 @@
 ``NAME=V1,V2,...`` lists values. ``NAME=START:STOP:COUNT[:lin|log]`` scans COUNT values from
 START to STOP, both included: evenly spaced (``lin``, the default), or evenly spaced in log
 (``log``: v_i = START · (STOP/START)^(i/(COUNT−1)), both bounds > 0; a value that misses an
-integer by rounding alone is that integer, so 1:256:9:log is 1, 2, 4, …, 256). Several axes make a grid,
-their Cartesian product, the first axis varying slowest.
+integer by rounding alone is that integer, so 1:256:9:log is 1, 2, 4, …, 256). Several axes
+make a grid, their Cartesian product, the first axis varying slowest.
 
 NAME routes like ``--set``: KEY to every objective declaring it, NAME.KEY to one objective or
 estimator (``fd.step``). Values are numbers: an integer stays an ``int`` (for integer settings
