@@ -395,6 +395,7 @@ def test_long_grids_are_thinned_to_a_few_ticks_with_compact_labels():
     assert grid_ticks(pd.Series(range(20), dtype=float).to_numpy(), log=False) == []
     assert tick_labels([1.0, 1.05, 1.1]) == ["1", "1.05", "1.1"]  # distinct labels
     assert tick_labels([2.5e-7, 1e6, 0.0]) == ["2.5e-7", "1e6", "0"]
+    assert tick_labels([1.0, 16.0, 256.0]) == ["1", "16", "256"]  # integers exactly
 
 
 def test_a_comparison_shows_work_variance_and_stars_the_best(comparison_file):

@@ -68,7 +68,7 @@ def grid_ticks(values: np.ndarray, log: bool) -> list[float]:
 def tick_labels(ticks: list[float]) -> list[str]:
     """Compact labels of ``ticks``: each value to the fewest significant figures that is within
     LABEL_TOLERANCE of it (0.1, 0.22, 0.46, 1, 2.2, 10), with more where two labels would be equal;
-    plain decimals from 0.001 to below 1e5, else ``2.5e-7``."""
+    integers below 1e5 exactly, plain decimals from 0.001 to below 1e5, else ``2.5e-7``."""
     for extra in range(4):
         labels = [_compact(value, extra) for value in ticks]
         if len(set(labels)) == len(labels):
@@ -77,7 +77,10 @@ def tick_labels(ticks: list[float]) -> list[str]:
 
 
 def _compact(value: float, extra: int) -> str:
-    """``value`` to the fewest significant figures within LABEL_TOLERANCE, plus ``extra``."""
+    """``value`` to the fewest significant figures within LABEL_TOLERANCE, plus ``extra``; an
+    integer below 1e5 as itself (256 particles, not 260)."""
+    if float(value).is_integer() and abs(value) < 1e5:
+        return str(int(value))
     close = (
         d
         for d in range(1, 7)
