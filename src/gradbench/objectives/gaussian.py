@@ -2,7 +2,8 @@
 
 Parameters are ``mu`` and ``sigma`` (σ itself, not log σ), each ``[dim]``. Sampling is the
 location-scale reparameterization x = μ + σ ⊙ ε with ε ~ N(0, I), which is what ``rsample()``
-does, here drawn from the run's generator.
+does, here drawn from the run's generator. The noise is also given by inversion, ε = Φ⁻¹(u)
+coordinatewise for u ~ U(0, 1)^D (``noise_from_uniforms``), so quasi-random points can replace u.
 
 Each subclass gives the per-coordinate cost c and its Gaussian expectation E[c(x_d)] in closed
 form; the exact gradient is autograd of that expectation. Reference values (one coordinate,
@@ -37,7 +38,9 @@ class DiagonalGaussian(Objective):
     """q_θ = N(μ, diag σ²) with parameters ``mu`` and ``sigma`` ``[D]``, sampled as
     x = μ + σ ⊙ ε, ε ~ N(0, I); subclasses give θ's values, the cost and J."""
 
-    offers = frozenset({Capability.COMMON_NOISE, Capability.GAUSSIAN})
+    offers = frozenset(
+        {Capability.COMMON_NOISE, Capability.GAUSSIAN, Capability.NOISE_BY_INVERSION}
+    )
     has_rsample = True
 
     def distribution(self, params: Params) -> Distribution:
@@ -50,6 +53,10 @@ class DiagonalGaussian(Objective):
         return torch.randn(
             (n, mu.shape[-1]), generator=generator, dtype=mu.dtype, device=generator.device
         )
+
+    def noise_from_uniforms(self, uniforms: Tensor, params: Params) -> Tensor:
+        """ε = Φ⁻¹(u), the standard normal quantile of each coordinate."""
+        return torch.special.ndtri(uniforms)
 
     def transform(self, noise: Tensor, params: Params) -> Tensor:
         return params["mu"] + params["sigma"] * noise
