@@ -34,6 +34,8 @@ OBJECTIVES = [
     "vae-bernoulli",
     "vae-categorical",
     "policy-mdp",
+    "iwae-linear-gaussian",
+    "iwae-discrete",
 ]
 ESTIMATORS = ["reinforce", "reparam", "fd"]
 QUICK = ["-n", "2000", "--repeats", "1"]

@@ -280,3 +280,12 @@ def test_the_objective_check_catches_broken_claims():
         == "fail"
     )
     assert _checks(_WrongInversion(particles=2))["claim: noise by inversion"] == "fail"
+
+
+def test_stl_states_its_claim_on_objectives_it_cannot_run_on():
+    """A skipped pair's row still records the claim (``declared_unbiased``)."""
+    from gradbench.objectives.gaussian import GaussianSquare
+
+    assert StickingTheLanding().unbiased_for(GaussianSquare())
+    result = run_pair(GaussianSquare(), StickingTheLanding(), CONFIG)
+    assert result.summary is None and "importance weights" in result.reason

@@ -153,7 +153,7 @@ def instantiate(
     None chooses every registered one. Names are instantiated with the ``settings`` routed to
     them (see :func:`run_comparison`); instances are used as they are.
     """
-    objective_choices = list(objectives or registry.objectives.names())
+    objective_choices = list(objectives or _default_suite())
     estimator_choices = list(estimators or registry.estimators.names())
     objective_names = _unique_names(objective_choices, registry.objectives)
     estimator_names = _unique_names(estimator_choices, registry.estimators)
@@ -168,6 +168,13 @@ def instantiate(
             for c in dict.fromkeys(estimator_choices)
         ],
     )
+
+
+def _default_suite() -> list[str]:
+    """The objectives a comparison runs when none is named: every registered one that is
+    :attr:`~gradbench.core.objective.Objective.in_default_suite`."""
+    objectives = registry.objectives
+    return [name for name in objectives.names() if objectives.get(name).in_default_suite]
 
 
 def _unique_names(choices: Sequence[object], known: registry.Registry) -> list[str]:

@@ -120,6 +120,10 @@ class Objective(ABC):
     #: Estimates per run when the user does not choose; None: the engine's default. Objectives
     #: whose θ has thousands of coordinates choose fewer, so the default suite stays quick.
     default_samples: ClassVar[int | None] = None
+    #: Whether a bare ``gradbench compare`` (no objective named) runs it. An objective that
+    #: takes minutes there (the digits VAEs' K-sample bounds, whose references are estimated
+    #: over B·K decoder calls per estimate) says False, and runs when named.
+    in_default_suite: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)

@@ -76,7 +76,10 @@ class StickingTheLanding(Estimator):
     requires = _REPARAMETERIZED
 
     def unbiased_for(self, objective: Objective) -> bool:
-        """Unbiased for the ELBO (K = 1) only."""
+        """Unbiased for the ELBO (K = 1) only (on an objective it cannot run on, the claim of
+        the class)."""
+        if Capability.IMPORTANCE_WEIGHTS not in objective.capabilities():
+            return self.unbiased
         return objective.particles() == 1
 
     def estimate(

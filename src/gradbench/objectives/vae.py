@@ -14,11 +14,12 @@ with the reconstruction term as the cost (free of φ) and the KL, analytic for e
 the analytic term whose exact gradient the engine adds to every estimate. One sample is one
 z per image: the event is ``[B, L]`` (``[B, L, K]`` for the categorical latent).
 
-* ``vae-gaussian``: L = 4, q = N(m_φ(x), diag s_φ(x)²) with s = softplus, prior N(0, I). The
-  expectation has no closed form and the class defines none, so the engine **estimates** the
-  reference (:mod:`gradbench.engine.reference`): pathwise gradients in float64 on their own
-  seed stream, their standard error from independent blocks, sized to each run; the bias test
-  adds that error to the run's (:mod:`gradbench.stats.summary`).
+* ``vae-gaussian``: L = 4, q = N(m_φ(x), diag s_φ(x)²) with s = softplus, prior N(0, I), drawn
+  z = m + s ⊙ ε from standard-normal noise ε = Φ⁻¹(u) (so quasi-random u can replace the
+  draws: ``NOISE_BY_INVERSION``). The expectation has no closed form and the class defines
+  none, so the engine **estimates** the reference (:mod:`gradbench.engine.reference`): pathwise
+  gradients in float64 on their own seed stream, their standard error from independent blocks,
+  sized to each run; the bias test adds that error to the run's (:mod:`gradbench.stats.summary`).
 * ``vae-bernoulli``: L = 8, q = Π Bernoulli(sigmoid(ℓ_φ(x))), prior Bernoulli(½)^L — the setting
   of the REBAR, RELAX and DisARM papers in miniature. The reference is **exact**: each image's
   expectation is a sum over the 2⁸ latent states.
@@ -32,6 +33,12 @@ Both discrete latents are sampled from uniforms ε ``[n, B, L]`` (z = 1[ε < p] 
 category by inversion of the cumulative probabilities for a categorical), and their decoders
 also accept relaxed codes, in [0, 1] or on each variable's simplex: the relaxed cost is the
 decoder's log-likelihood at the relaxed code.
+
+**Shared parts.** :class:`DigitsVAE` holds what does not depend on the objective built on the
+model: the images, the networks with their weights and the decoder's log-likelihood (which also
+reads several codes per image, ``[*S, B, K, D]`` against the images ``[B, 1, 64]``);
+:class:`GaussianLatent` and :class:`BernoulliLatent` name each latent's networks. The ELBOs
+here and the K-sample bounds of :mod:`.vae_bounds` are built on them.
 
 **Weights.** The VAEs were pre-trained once, deterministically, by :mod:`.pretraining`
 (``python -m gradbench.objectives.pretraining`` rewrites the shipped files,
@@ -138,14 +145,17 @@ class Pretrained:
     decoder_weights: Params
 
 
-class _VariationalAutoencoder(Objective):
-    """Shared data, networks and cost; subclasses give q_φ, its sampler and its KL."""
+#: B, the images of an objective; the importance-weighted bounds choose another default.
+BATCH = Setting("batch", int, 32, "images in the objective (the dataset's first B)", at_least(1))
 
-    maximize = True  # the ELBO
 
-    settings = (
-        Setting("batch", int, 32, "images in the objective (the dataset's first B)", at_least(1)),
-    )
+class DigitsVAE(Objective):
+    """The data, the networks with their shipped weights and the decoder's likelihood, shared by
+    the ELBOs here and the importance-weighted bounds of :mod:`.vae_bounds`; θ = the encoder's
+    weights. Subclasses name the latent: its size, the encoder's outputs, the decoder's inputs
+    and the weights file."""
+
+    settings = (BATCH,)
     default_samples = 2000
     latent: ClassVar[int]
     encoder_outputs: ClassVar[int]
@@ -162,7 +172,7 @@ class _VariationalAutoencoder(Objective):
 
     @property
     def networks(self) -> Pretrained:
-        return _pretrained(type(self))
+        return _pretrained(self.decoder_inputs, self.encoder_outputs, self.weights_file)
 
     def images(self, like: Tensor) -> Tensor:
         """The objective's images ``[B, 64]`` on ``like``'s device and dtype."""
@@ -173,57 +183,35 @@ class _VariationalAutoencoder(Objective):
         images = self.images(next(iter(params.values())))
         return batched_call(self.networks.encoder, params, images)
 
-    def log_likelihood(self, z: Tensor) -> Tensor:
-        """log p(x_b | z_b) under the fixed decoder, z ``[*S, B, decoder_inputs]`` →
-        ``[*S, B]``."""
+    def log_likelihood(self, z: Tensor, particle_dims: int = 0) -> Tensor:
+        """log p(x_b | z) under the fixed decoder for codes z ``[*S, B, *P, decoder_inputs]``,
+        P the last ``particle_dims`` dims before the code (several codes of each image), →
+        ``[*S, B, *P]``."""
         weights = {k: on_device_of(v, z) for k, v in self.networks.decoder_weights.items()}
-        return log_likelihood(self.networks.decoder, weights, self.images(z), z)
+        images = self.images(z)
+        images = images.reshape(images.shape[0], *[1] * particle_dims, images.shape[-1])
+        return log_likelihood(self.networks.decoder, weights, images, z)
 
     def parameters(self) -> Params:
         return {k: v.clone() for k, v in self.networks.encoder_weights.items()}
 
-    def cost(self, x: Tensor, params: Params) -> Tensor:
-        return self.log_likelihood(x).mean(-1)
+    def network_elements(self, codes_per_image: int = 1) -> int:
+        """Scalars the networks hold for the B images in one evaluation: the encoder's
+        activations (each layer's outputs, before and after tanh) once per image, and the
+        decoder's and the pixels once per code, ``codes_per_image`` codes of each image."""
 
-    def cost_terms(self, x: Tensor, params: Params) -> Tensor:
-        """The B images' log p(x_b | z_b) ``[*S, B]``, each of its own image's latents."""
-        return self.log_likelihood(x)
+        def widths(network: nn.Module) -> int:
+            return sum(m.out_features for m in network.modules() if isinstance(m, nn.Linear))
 
-    def elements_per_evaluation(self, params: Params) -> int:
-        """One draw and θ, and for each of the B images the activations of the encoder and
-        the decoder (each layer's outputs, before and after tanh) and the pixels."""
-        layers = [*self.networks.encoder.modules(), *self.networks.decoder.modules()]
-        widths = sum(layer.out_features for layer in layers if isinstance(layer, nn.Linear))
-        pixels = binary_digits().shape[1]
-        return super().elements_per_evaluation(params) + int(self.setting("batch")) * (
-            2 * widths + pixels
-        )
+        encoder, decoder = self.networks.encoder, self.networks.decoder
+        per_code = 2 * widths(decoder) + binary_digits().shape[1]
+        return int(self.setting("batch")) * (2 * widths(encoder) + codes_per_image * per_code)
 
 
-@cache
-def _first_images(count: int) -> Tensor:
-    """The first ``count`` binary digit images ``[count, 64]``, one tensor per count."""
-    return binary_digits()[:count]
+class GaussianLatent(DigitsVAE):
+    """The Gaussian latent, L = 4: q_φ(z | x) = N(m_φ(x), diag s_φ(x)²) with s = softplus, prior
+    N(0, I), drawn z = m + s ⊙ ε from standard-normal noise ε = Φ⁻¹(u)."""
 
-
-@cache
-def _pretrained(cls: type[_VariationalAutoencoder]) -> Pretrained:
-    """The networks of ``cls`` with the shipped weights."""
-    encoder, decoder = build_networks(cls.decoder_inputs, cls.encoder_outputs)
-    source = resources.files("gradbench.objectives") / "pretrained" / cls.weights_file
-    with resources.as_file(source) as path:
-        state = torch.load(path, weights_only=True)
-    encoder.load_state_dict(state["encoder"])
-    decoder.load_state_dict(state["decoder"])
-    return Pretrained(encoder, decoder, module_parameters(encoder), module_parameters(decoder))
-
-
-class GaussianVAE(_VariationalAutoencoder):
-    """ELBO of a VAE with Gaussian latents (L = 4); θ = encoder weights; no closed form, so the
-    reference is estimated by the engine."""
-
-    name = "vae-gaussian"
-    description = "VAE on 8×8 digits, Gaussian latent, ∇ of the ELBO w.r.t. encoder weights"
     has_rsample = True
     latent = 4
     encoder_outputs = 2 * latent
@@ -233,6 +221,65 @@ class GaussianVAE(_VariationalAutoencoder):
     def posterior(self, params: Params) -> tuple[Tensor, Tensor]:
         """Mean and standard deviation of q_φ(z | x), each ``[*Bθ, B, L]``."""
         return gaussian_posterior(self.encode(params), self.latent)
+
+    def noise_from_uniforms(self, uniforms: Tensor, params: Params) -> Tensor:
+        """ε = Φ⁻¹(u)."""
+        return torch.special.ndtri(uniforms)
+
+
+class BernoulliLatent(DigitsVAE):
+    """The binary latent, L = 8: q_φ(z | x) = Π Bernoulli(sigmoid(ℓ_φ(x))), prior
+    Bernoulli(½)^L, drawn z = 1[ε < sigmoid(ℓ)] from uniforms ε."""
+
+    latent = 8
+    encoder_outputs = latent
+    decoder_inputs = latent
+    weights_file = "vae-bernoulli.pt"
+
+
+class _VariationalAutoencoder(DigitsVAE):
+    """The ELBO's cost: the decoder's log-likelihood of one code per image; subclasses give
+    q_φ, its sampler and its KL."""
+
+    maximize = True  # the ELBO
+
+    def cost(self, x: Tensor, params: Params) -> Tensor:
+        return self.log_likelihood(x).mean(-1)
+
+    def cost_terms(self, x: Tensor, params: Params) -> Tensor:
+        """The B images' log p(x_b | z_b) ``[*S, B]``, each of its own image's latents."""
+        return self.log_likelihood(x)
+
+    def elements_per_evaluation(self, params: Params) -> int:
+        """One draw and θ, and the networks' activations and the pixels of each image."""
+        return super().elements_per_evaluation(params) + self.network_elements()
+
+
+@cache
+def _first_images(count: int) -> Tensor:
+    """The first ``count`` binary digit images ``[count, 64]``, one tensor per count."""
+    return binary_digits()[:count]
+
+
+@cache
+def _pretrained(decoder_inputs: int, encoder_outputs: int, weights_file: str) -> Pretrained:
+    """The networks of a latent with the shipped weights, one copy per weights file."""
+    encoder, decoder = build_networks(decoder_inputs, encoder_outputs)
+    source = resources.files("gradbench.objectives") / "pretrained" / weights_file
+    with resources.as_file(source) as path:
+        state = torch.load(path, weights_only=True)
+    encoder.load_state_dict(state["encoder"])
+    decoder.load_state_dict(state["decoder"])
+    return Pretrained(encoder, decoder, module_parameters(encoder), module_parameters(decoder))
+
+
+class GaussianVAE(GaussianLatent, _VariationalAutoencoder):
+    """ELBO of a VAE with Gaussian latents (L = 4); θ = encoder weights; no closed form, so the
+    reference is estimated by the engine."""
+
+    name = "vae-gaussian"
+    description = "VAE on 8×8 digits, Gaussian latent, ∇ of the ELBO w.r.t. encoder weights"
+    offers = frozenset({Capability.COMMON_NOISE, Capability.NOISE_BY_INVERSION})
 
     def distribution(self, params: Params) -> Distribution:
         mean, scale = self.posterior(params)
@@ -302,17 +349,13 @@ class DiscreteVAE(_VariationalAutoencoder):
         return self.exact_elbo(output, self.networks.decoder, weights, self.images(output)).mean()
 
 
-class BernoulliVAE(DiscreteVAE):
+class BernoulliVAE(BernoulliLatent, DiscreteVAE):
     """ELBO of a VAE with binary latents (L = 8); θ = encoder weights; exact by enumeration.
     The relaxed cost is the decoder's log-likelihood at a code in [0, 1]^L."""
 
     name = "vae-bernoulli"
     description = "VAE on 8×8 digits, binary latent, ∇ of the ELBO w.r.t. encoder weights"
     offers = frozenset({Capability.COMMON_NOISE, Capability.BERNOULLI, Capability.RELAXED_COST})
-    latent = 8
-    encoder_outputs = latent
-    decoder_inputs = latent
-    weights_file = "vae-bernoulli.pt"
 
     @classmethod
     def latent_states(cls, output: Tensor) -> tuple[Tensor, Tensor]:
@@ -389,9 +432,10 @@ class CategoricalVAE(DiscreteVAE):
     def transform(self, noise: Tensor, params: Params) -> Tensor:
         return one_hot_by_inversion(noise, self.categorical_logits(params))
 
-    def log_likelihood(self, z: Tensor) -> Tensor:
-        """log p(x_b | z_b) for one-hot or relaxed codes z ``[*S, B, L, K]`` → ``[*S, B]``."""
-        return super().log_likelihood(z.flatten(-2))
+    def log_likelihood(self, z: Tensor, particle_dims: int = 0) -> Tensor:
+        """log p(x_b | z) for one-hot or relaxed codes z ``[*S, B, *P, L, K]`` →
+        ``[*S, B, *P]``."""
+        return super().log_likelihood(z.flatten(-2), particle_dims)
 
 
 def all_states(width: int, base: int) -> Tensor:
