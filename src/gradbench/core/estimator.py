@@ -69,6 +69,12 @@ class Estimator(ABC):
         count depends on the objective's draws (IndeCateR's V·K) and an estimator says so here."""
         return self.evals_per_sample(ParamLayout.of(params).size)
 
+    @classmethod
+    def claim(cls) -> str:
+        """The unbiasedness claim in words, for listings: "unbiased" or "biased", or where it
+        depends on the objective (:meth:`unbiased_for`), when it holds."""
+        return "unbiased" if cls.unbiased else "biased"
+
     def unbiased_for(self, objective: Objective) -> bool:
         """Whether the estimator claims to be unbiased on ``objective``, the claim its bias test
         is held to: :attr:`unbiased`, unless the claim depends on the objective (STL is

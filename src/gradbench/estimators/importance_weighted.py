@@ -75,6 +75,10 @@ class StickingTheLanding(Estimator):
     description = "sticking the landing: pathwise, q's score term dropped"
     requires = _REPARAMETERIZED
 
+    @classmethod
+    def claim(cls) -> str:
+        return "unbiased for K = 1 only"
+
     def unbiased_for(self, objective: Objective) -> bool:
         """Unbiased for the ELBO (K = 1) only (on an objective it cannot run on, the claim of
         the class)."""
@@ -100,7 +104,7 @@ class DoublyReparameterized(Estimator):
     averaged over the terms (see the module docstring)."""
 
     name = "dreg"
-    description = "doubly reparameterized: IWAE pathwise, score term as w̃²"
+    description = "doubly reparameterized: IWAE pathwise, score term by squared weights"
     requires = _REPARAMETERIZED
 
     def estimate(

@@ -31,7 +31,7 @@ def estimator_listing(entries: Mapping[str, Entry]) -> Table:
         cls = entry.cls
         lines = [
             cls.description,
-            f"requires {cls.requirements()}; {'unbiased' if cls.unbiased else 'biased'};"
+            f"requires {cls.requirements()}; {cls.claim()};"
             f" {cls.evals_formula} evaluations per estimate; {entry.origin}",
             *(f"--set {name}.{s.describe()}: {s.help}" for s in cls.options),
         ]
