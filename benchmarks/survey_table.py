@@ -25,7 +25,7 @@ ESTIMATORS = [
     "reparam",
     "rqmc-reparam",
     "delta-method",
-    "delta-method-pathwise",
+    "delta-pathwise",
     "mvd",
     "mvd-uncoupled",
     "fd",

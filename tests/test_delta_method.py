@@ -186,7 +186,7 @@ def test_through_the_engine():
     """``run_comparison`` warms the estimators up (one update of 4096 estimates) and measures
     them: finite variances and no significant bias (the engine's Bonferroni p ≥ 1e-4: under
     no bias a false failure w.p. about 1e-4 per pair)."""
-    names = ["delta-method", "delta-method-pathwise", "reinforce", "reparam"]
+    names = ["delta-method", "delta-pathwise", "reinforce", "reparam"]
     comparison = run_comparison(
         [GaussianCos(k=5.0)], names, n_samples=20_000, dtype="float64", timing_repeats=0
     )

@@ -6,7 +6,7 @@ too, h(x) = Σ_d h_d(x_d) with h_d(x) = c(μ_d) + c'(μ_d)(x − μ_d) + ½ c''(
 ∇_θ E[h] = (c'(μ_d), c''(μ_d) σ_d). Coordinate j of an estimate with coefficient b = β_j is,
 with x = μ_j + σ_j ε:
 
-* pathwise (``delta-method-pathwise``): g_μ = c'(x) − b c''(μ_j) σ_j ε and
+* pathwise (``delta-pathwise``): g_μ = c'(x) − b c''(μ_j) σ_j ε and
   g_σ = c'(x) ε − b (ε (c'(μ_j) + c''(μ_j) σ_j ε) − c''(μ_j) σ_j), functions of one draw;
 * score function (``delta-method``): g = (f − b h)(x)·s + b ∇_j E[h] with s_μ = ε/σ_j,
   s_σ = (ε² − 1)/σ_j. With the residual r_d = c − h_d and a = 1 − b, c − b h_d = r_d + a h_d,

@@ -11,7 +11,7 @@ at μ = μ̂ is ∇_θ E_q[h] = (∇f(μ̂), H_dd σ_d) in closed form. With s =
 
 * ``delta-method`` (score function; Paisley, Blei & Jordan 2012):
   g = f(x) s − β ⊙ (h(x) s − ∇_θ E_q[h]);
-* ``delta-method-pathwise`` (Miller et al. 2017, "Reducing reparameterization gradient
+* ``delta-pathwise`` (Miller et al. 2017, "Reducing reparameterization gradient
   variance"): g = ∇_θ f(μ + σε) − β ⊙ (∇_θ h(μ + σε) − ∇_θ E_q[h]), where
   ∇_θ h(μ + σε) = (∇h(x), ε ⊙ ∇h(x)) and ∇h(x) = ∇f(μ̂) + H(μ̂)(x − μ̂).
 
@@ -236,7 +236,7 @@ class DeltaMethod(_DeltaMethod):
 class PathwiseDeltaMethod(_DeltaMethod):
     """g = ∇_θ f(μ + σε) − β ⊙ (∇_θ h(μ + σε) − ∇_θ E_q[h])."""
 
-    name = "delta-method-pathwise"
+    name = "delta-pathwise"
     description = "pathwise with the delta-method (2nd-order Taylor) control variate, β state"
 
     def terms(
