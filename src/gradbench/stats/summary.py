@@ -10,8 +10,9 @@ samples; :func:`summarise` derives from them every column of the result (definit
   ``bias_p`` = min(1, P · P(|T_{N−1}| > z_max)), the Bonferroni-corrected two-sided p-value
   (Student's t), with a rounding floor and an estimated reference's own error
   (:mod:`gradbench.stats.bias_test`);
-* ``mse`` = mean_i ‖g_i − g*‖², ``cosine`` = mean_i cos(g_i, g*) (a zero estimate counts as
-  orthogonal), ``sign_error`` = mean_i 1[g_i · g* < 0], each with its standard error s/√N;
+* ``mse`` = mean_i ‖g_i − g*‖² = Σ_j (M2_j/N + b_j²), ``cosine`` = mean_i cos(g_i, g*) (a zero
+  estimate counts as orthogonal), ``sign_error`` = mean_i 1[g_i · g* < 0], each with its
+  standard error s/√N (the per-sample columns are reduced in the estimates' dtype);
 * the variance interval: a delete-a-group jackknife of log V over the G groups with
   Satterthwaite's degrees of freedom (:mod:`gradbench.stats.intervals`), for the trace and for
   every s_j²; ``variance_kurtosis`` κ̂ = 1 + n·se_J²(log V) of the trace, which says whether
@@ -120,7 +121,10 @@ def summarise(
     direction_defined = reference_norm > 0 and n > 0
     cosine, cosine_se = mean_and_se(COSINE) if direction_defined else (NAN, NAN)
     sign_error, sign_se = mean_and_se(SIGN_ERROR) if direction_defined else (NAN, NAN)
-    mse, mse_se = mean_and_se(SQUARED_ERROR) if n > 0 else (NAN, NAN)
+    # mean_i ‖g_i − g*‖² = Σ_j (M2_j/N + b_j²), exactly, from the float64 coordinate moments;
+    # the per-sample column (reduced in the estimates' dtype) gives its standard error.
+    mse = float((pooled_m2[:P] / total + bias**2).sum()) if n > 0 else NAN
+    mse_se = mean_and_se(SQUARED_ERROR)[1] if n > 0 else NAN
     return Summary(
         n_used=n,
         n_nonfinite=n_nonfinite,
