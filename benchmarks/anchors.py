@@ -45,7 +45,9 @@ def _chunks(n: int, chunk: int) -> list[int]:
 def hand_closed_form(name: str, params: dict, sizes: list[int], generator) -> None:
     mu, sigma = params["mu"], params["sigma"]
     for m in sizes:
-        eps = torch.randn((m, mu.numel()), generator=generator, dtype=mu.dtype)
+        eps = torch.randn(
+            (m, mu.numel()), generator=generator, dtype=mu.dtype, device=generator.device
+        )
         x = mu + sigma * eps
         if name == "reparam":
             slope = 2 * x
@@ -71,7 +73,10 @@ def torch_func(name: str, params: dict, sizes: list[int], generator) -> None:
     rule = vmap(grad(pathwise if name == "reparam" else score), in_dims=(None, 0))
     theta = torch.cat([params["mu"], params["sigma"]])
     for m in sizes:
-        rule(theta, torch.randn((m, params["mu"].numel()), generator=generator))
+        eps = torch.randn(
+            (m, theta.numel() // 2), generator=generator, dtype=theta.dtype, device=theta.device
+        )
+        rule(theta, eps)
 
 
 def jax_rule(name: str, dim: int) -> Callable[[int, int], None] | None:

@@ -8,14 +8,20 @@ statistics on the device; the one read-back is the summary after the loop.
 
 from __future__ import annotations
 
+import traceback
+from contextlib import contextmanager
+
 import pytest
 import torch
 
+from gradbench.engine import run as engine_run
 from gradbench.engine.run import RunConfig, run_pair
 from gradbench.estimators.reinforce import Reinforce
 from gradbench.estimators.reparam import Reparam
+from gradbench.estimators.sample_baselines import LeaveOneOut
 from gradbench.objectives.bernoulli import BernoulliToy
 from gradbench.objectives.gaussian import GaussianSquare
+from gradbench.objectives.vae import GaussianVAE
 from gradbench.stats.accumulator import GradientStatistics
 
 pytestmark = [
@@ -40,6 +46,58 @@ def test_the_statistics_loop_does_not_synchronise(dtype):
         torch.cuda.set_sync_debug_mode("default")
     summary = statistics.summary()
     assert summary.n_used == 40_000
+
+
+class StrictClock(engine_run.ChunkClock):
+    """The engine's chunk clock, turning sync debug mode to "error" as the first chunk's
+    estimates start: from there to the summary every call of the loop is checked."""
+
+    @contextmanager
+    def timing(self, rows: int):
+        torch.cuda.set_sync_debug_mode("error")
+        with super().timing(rows):
+            yield
+
+
+PAIRS = {
+    "gaussian-square × reparam": lambda: (GaussianSquare(dim=4), Reparam()),
+    "bernoulli-toy × reinforce": lambda: (BernoulliToy(), Reinforce()),
+    "vae-gaussian × rloo": lambda: (GaussianVAE(batch=4), LeaveOneOut()),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("pair", list(PAIRS))
+def test_the_engines_sampling_loop_does_not_synchronise(monkeypatch, pair, dtype):
+    """run_pair's whole measuring pass (the estimator, the output checks, the statistics, the
+    CUDA events of the timing) runs under set_sync_debug_mode("error"), from the first
+    chunk's estimates to the summary after the loop, its one read-back; a synchronising call
+    inside fails the pair, and the assertion shows where it was made."""
+    summary, measure = GradientStatistics.summary, engine_run._measure
+    tracebacks: list[str] = []
+
+    def relaxed_summary(self):
+        torch.cuda.set_sync_debug_mode("default")
+        return summary(self)
+
+    def traced_measure(*args):
+        try:
+            return measure(*args)
+        except Exception:
+            tracebacks.append(traceback.format_exc())
+            raise
+
+    monkeypatch.setattr(engine_run, "ChunkClock", StrictClock)
+    monkeypatch.setattr(GradientStatistics, "summary", relaxed_summary)
+    monkeypatch.setattr(engine_run, "_measure", traced_measure)
+    objective, estimator = PAIRS[pair]()
+    config = RunConfig(n_samples=40_000, device=torch.device("cuda"), dtype=dtype, chunk_size=4096)
+    try:
+        result = run_pair(objective, estimator, config)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert result.status == "ok", "\n".join([result.reason, *tracebacks])
+    assert result.timing is not None and result.timing.repeats >= config.timing_repeats
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

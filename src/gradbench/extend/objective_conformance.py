@@ -36,7 +36,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from scipy.stats import binom, norm
 from torch import Tensor
 
 from gradbench.core.estimator import Estimator
@@ -439,6 +438,8 @@ def _z(difference: Tensor, standard_error: Tensor) -> Tensor:
 def _binomial_p(frequency: Tensor, probability: Tensor, n: int) -> float:
     """The Bonferroni-corrected two-sided exact binomial p-value of the frequencies of 1 in n
     draws, over the coordinates, against q's probabilities."""
+    from scipy.stats import binom  # scipy.stats costs ~0.5 s to import: only when checking
+
     ones = (frequency * n).round().cpu().numpy()
     p = probability.clamp(0.0, 1.0).cpu().numpy()
     tails = 2 * np.minimum(binom.cdf(ones, n, p), binom.sf(ones - 1, n, p))
@@ -446,6 +447,8 @@ def _binomial_p(frequency: Tensor, probability: Tensor, n: int) -> float:
 
 
 def _bonferroni(z: Tensor, tests: int) -> float:
+    from scipy.stats import norm
+
     largest = float(z.abs().max()) if z.numel() else 0.0
     return min(1.0, tests * 2 * float(norm.sf(largest)))
 

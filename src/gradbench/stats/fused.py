@@ -72,12 +72,6 @@ def _fold(
     return kept.sum(dtype=torch.float64), values.sum(0), values.square().sum(0)
 
 
-_COMPILE_FAILURES = (
-    torch._dynamo.exc.TorchDynamoException,
-    torch._dynamo.exc.FailOnRecompileLimitHit,
-)
-
-
 class _Compiled:
     """:func:`_fold` compiled by inductor on first use, or None where that is off or failed."""
 
@@ -91,6 +85,14 @@ class _Compiled:
         if cls.kernel is None:
             cls.kernel = torch.compile(_fold, dynamic=True, fullgraph=True)
         return cls.kernel
+
+    @staticmethod
+    def failures() -> tuple[type[Exception], ...]:
+        """What a failed compilation raises: no C++ compiler, too many recompilations. Looked
+        up only when one is raised, since importing torch._dynamo costs about a second."""
+        from torch._dynamo import exc
+
+        return exc.TorchDynamoException, exc.FailOnRecompileLimitHit
 
     @classmethod
     def give_up(cls, error: Exception) -> None:
@@ -114,7 +116,7 @@ def fold(
         if compiled and rows >= MIN_COMPILED_ROWS and coordinates >= MIN_COMPILED_COORDINATES:
             try:
                 return compiled(estimates, reference, reference_norm, shift)
-            except _COMPILE_FAILURES as error:  # no C++ compiler, too many recompilations
+            except _Compiled.failures() as error:
                 _Compiled.give_up(error)
         return _fold_in_blocks(estimates, reference, reference_norm, shift)
 
