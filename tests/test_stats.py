@@ -471,7 +471,7 @@ def test_the_compiled_fold_equals_the_eager_fold(dtype):
     reference = torch.linspace(-1, 2, 33, dtype=dtype)
     norm = torch.linalg.vector_norm(reference)
     shift = torch.cat([g[1], fused.sample_columns(g[1:2], reference, norm)[0]]).double()
-    compiled = fused.fold(g, reference, norm, shift)
+    compiled = fused.fold(g, reference, norm, shift, compiled=True)
     eager = fused._fold_in_blocks(g, reference, norm, shift)
     assert compiled[0] == eager[0] == 4998
     tolerance = 1e-12 if dtype == torch.float64 else 1e-5
@@ -493,8 +493,8 @@ def test_a_failed_compile_falls_back_to_eager_with_one_line(monkeypatch, capsys)
     g = torch.randn(500, 4, generator=generator, dtype=torch.float64)
     reference = torch.ones(4, dtype=torch.float64)
     norm, shift = reference.norm(), torch.zeros(7, dtype=torch.float64)
-    first = fused.fold(g, reference, norm, shift)
-    second = fused.fold(g, reference, norm, shift)
+    first = fused.fold(g, reference, norm, shift, compiled=True)
+    second = fused.fold(g, reference, norm, shift, compiled=True)
     message = capsys.readouterr().err.strip().splitlines()
     assert len(message) == 1 and "torch.compile failed" in message[0]
     assert fused._Compiled.failed
@@ -503,14 +503,34 @@ def test_a_failed_compile_falls_back_to_eager_with_one_line(monkeypatch, capsys)
     assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
 
 
-def test_gradbench_compile_0_runs_the_statistics_eagerly(monkeypatch):
-    """``GRADBENCH_COMPILE=0`` never builds a compiled kernel."""
+@pytest.mark.parametrize(
+    ("setting", "values", "compiled_before", "expected"),
+    [
+        ("", 10**6, False, False),  # a small run: the compilation would cost more than it saves
+        ("", 10**10, False, True),
+        ("", 10**6, True, True),  # the process has paid for it already
+        ("0", 10**10, True, False),
+        ("1", 10**3, False, True),
+    ],
+)
+def test_a_run_compiles_the_fold_when_it_pays(
+    monkeypatch, setting, values, compiled_before, expected
+):
     from gradbench.stats import fused
 
-    monkeypatch.setenv("GRADBENCH_COMPILE", "0")
+    monkeypatch.setenv("GRADBENCH_COMPILE", setting)
+    monkeypatch.setattr(fused._Compiled, "kernel", object() if compiled_before else None)
+    assert fused.worth_compiling(values) is expected
+
+
+def test_a_small_run_never_builds_a_compiled_kernel(monkeypatch):
+    """The default: a run of 10⁵ estimates of 16 coordinates folds eagerly, torch.compile is
+    not called (its seconds of start-up would be most of such a run)."""
+    from gradbench.stats import fused
+
+    monkeypatch.delenv("GRADBENCH_COMPILE", raising=False)
     monkeypatch.setattr(fused._Compiled, "kernel", None)
     monkeypatch.setattr(fused.torch, "compile", lambda *a, **k: pytest.fail("compiled"))
-    g = torch.randn(300, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    reference = torch.zeros(3, dtype=torch.float64)
-    count, _, _ = fused.fold(g, reference, reference.norm(), torch.zeros(6, dtype=torch.float64))
-    assert count == 300 and fused._Compiled.kernel is None
+    g = torch.randn(10**5, 16, generator=torch.Generator().manual_seed(4))
+    summary = streamed(g, torch.zeros(16, dtype=torch.float64), [8192] * 12 + [1696])
+    assert summary.n_used == 10**5 and fused._Compiled.kernel is None

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor
 
-from gradbench.stats.fused import fold, sample_columns, shifted_values
+from gradbench.stats.fused import fold, sample_columns, shifted_values, worth_compiling
 from gradbench.stats.moments import chan_merge
 from gradbench.stats.summary import PER_SAMPLE_COLUMNS, Summary, summarise
 
@@ -61,15 +61,16 @@ class GradientStatistics:
         # Moments are kept of values − shift (the first finite estimate): a column that is
         # constant then has M2 exactly 0, and large offsets lose no precision.
         self.shift = torch.zeros(width, dtype=torch.float64, device=device)
+        self.compiled = worth_compiling(n_total * width)
 
     def add(self, estimates: Tensor) -> None:
         """Fold the next chunk of estimates ``[m, P]`` (samples ``added … added + m − 1``).
 
         Per group the chunk touches, the count, Σ v and Σ v² of its values less one shift
-        (:mod:`gradbench.stats.fused`: one compiled pass per segment on the CPU; on a GPU one
-        pass over the chunk and a one-hot product); then one Chan merge of all G groups at
-        once. Nothing is read back to the host. The state changes only when the whole chunk is
-        folded, so a chunk that fails (out of memory, say) can be retried.
+        (:mod:`gradbench.stats.fused`: one pass per segment on the CPU, compiled for large
+        runs; on a GPU one pass over the chunk and a one-hot product); then one Chan merge of
+        all G groups at once. Nothing is read back to the host. The state changes only when
+        the whole chunk is folded, so a chunk that fails (out of memory, say) can be retried.
         """
         m = estimates.shape[0]
         if self.added + m > self.n_total:
@@ -104,7 +105,7 @@ class GradientStatistics:
         for group, start, stop in self._segments(self.added, estimates.shape[0]):
             rows = estimates[start:stop]
             count[group], total[group], squares[group] = fold(
-                rows, reference, reference_norm, shift
+                rows, reference, reference_norm, shift, self.compiled
             )
         return count, total, squares
 

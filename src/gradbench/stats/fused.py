@@ -19,10 +19,14 @@ estimates' own rounding; the MSE itself comes from the coordinates
 (:func:`gradbench.stats.summary.summarise`), only its standard error from e_i.
 
 On the CPU, :func:`torch.compile` (inductor's C++ backend) turns :func:`fold` into one loop
-over the segment: each estimate is read once, where eager PyTorch runs about ten kernels, each
-over the whole block (``docs/performance.md`` has the measurements). It compiles once per
-process and dtype (seconds, cached on disk by inductor); short segments, GPUs, a machine
-without a C++ compiler and ``GRADBENCH_COMPILE=0`` run the same function eagerly.
+over the segment: each estimate is read once, where eager PyTorch runs about a dozen kernels,
+each over a block (about 2× faster on this project's CPU, ``docs/performance.md``). Compiling
+costs a process about 3.4 s with inductor's disk cache warm (13 s the first time) and 170 MB of
+memory, and saves about 1.5 ns per value folded, so it pays from about 2·10⁹ values:
+:func:`worth_compiling` compiles for a run of at least :data:`COMPILE_MIN_VALUES` (n × (P + 3)),
+and a process that has compiled keeps using the kernel. ``GRADBENCH_COMPILE=1`` compiles
+whatever the size, ``0`` never; short segments, GPUs and a machine without a C++ compiler
+run the same function eagerly.
 """
 
 from __future__ import annotations
@@ -43,13 +47,28 @@ MIN_COMPILED_ROWS = 64
 #: scalar θ would cost a compilation of its own for a few columns' worth of work.
 MIN_COMPILED_COORDINATES = 2
 
+#: Values (n × (P + 3)) from which a run compiles the fold: the compilation's cost (3.4 s,
+#: inductor's cache warm) over the time it saves per value (1.3–1.6 ns), measured by
+#: ``python benchmarks/accumulator_add.py`` with ``GRADBENCH_COMPILE=0`` and ``=1``.
+COMPILE_MIN_VALUES = 2 * 10**9
+
+
+def worth_compiling(values: int) -> bool:
+    """Whether a run that folds ``values`` values should use the compiled fold on the CPU:
+    ``GRADBENCH_COMPILE`` if set (1 yes, 0 no), else when the process has compiled it already
+    or the run is large enough to pay for the compilation."""
+    setting = os.environ.get("GRADBENCH_COMPILE", "")
+    if setting in ("0", "1"):
+        return setting == "1"
+    return _Compiled.kernel is not None or values >= COMPILE_MIN_VALUES
+
 
 def sample_columns(estimates: Tensor, reference: Tensor, reference_norm: Tensor) -> Tensor:
     """``[b, 3]`` (e_i, c_i, n_i) of estimates ``[b, P]`` against ``reference [P]`` (same
     dtype), ``reference_norm`` = ‖g*‖ a 0-d tensor of that dtype."""
-    error = (estimates - reference).square().sum(1)
-    dot = (estimates * reference).sum(1)
-    norm = estimates.square().sum(1).sqrt() * reference_norm
+    error = torch.linalg.vector_norm(estimates - reference, dim=1).square_()
+    dot = estimates @ reference
+    norm = torch.linalg.vector_norm(estimates, dim=1).mul_(reference_norm)
     cosine = torch.where(norm > 0, dot / norm, 0.0)
     return torch.stack([error, cosine, (dot < 0).to(estimates.dtype)], dim=1)
 
@@ -80,7 +99,7 @@ class _Compiled:
 
     @classmethod
     def get(cls):
-        if cls.failed or os.environ.get("GRADBENCH_COMPILE", "1") == "0":
+        if cls.failed:
             return None
         if cls.kernel is None:
             cls.kernel = torch.compile(_fold, dynamic=True, fullgraph=True)
@@ -106,16 +125,24 @@ class _Compiled:
 
 
 def fold(
-    estimates: Tensor, reference: Tensor, reference_norm: Tensor, shift: Tensor
+    estimates: Tensor,
+    reference: Tensor,
+    reference_norm: Tensor,
+    shift: Tensor,
+    compiled: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Count ``[]``, Σ v_i and Σ v_i² ``[P + 3]`` (float64) of a segment ``[b, P]`` of one
-    group: compiled on the CPU where it can be, else eager (the same function)."""
+    group: by the compiled kernel on the CPU where ``compiled`` (:func:`worth_compiling`) and
+    the segment is long and wide enough, else eagerly (the same function)."""
     with torch.no_grad():
         rows, coordinates = estimates.shape
-        compiled = _Compiled.get() if estimates.device.type == "cpu" else None
-        if compiled and rows >= MIN_COMPILED_ROWS and coordinates >= MIN_COMPILED_COORDINATES:
+        long_and_wide = rows >= MIN_COMPILED_ROWS and coordinates >= MIN_COMPILED_COORDINATES
+        kernel = None
+        if compiled and long_and_wide and estimates.device.type == "cpu":
+            kernel = _Compiled.get()
+        if kernel is not None:
             try:
-                return compiled(estimates, reference, reference_norm, shift)
+                return kernel(estimates, reference, reference_norm, shift)
             except _Compiled.failures() as error:
                 _Compiled.give_up(error)
         return _fold_in_blocks(estimates, reference, reference_norm, shift)
@@ -130,12 +157,27 @@ EAGER_BLOCK_BYTES = 2 * 2**20
 def _fold_in_blocks(
     estimates: Tensor, reference: Tensor, reference_norm: Tensor, shift: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`_fold` of a segment, block by block on the CPU (the whole segment elsewhere)."""
+    """:func:`_fold` of a segment, eagerly: on the CPU block by block in one reused float64
+    buffer (and without the mask where every row is kept: reading that back is free on the
+    CPU); elsewhere the whole segment at once, with no read-back."""
     if estimates.device.type != "cpu":
         return _fold(estimates, reference, reference_norm, shift)
-    rows = max(16, EAGER_BLOCK_BYTES // (8 * shift.numel()))
-    parts = [
-        _fold(estimates[start : start + rows], reference, reference_norm, shift)
-        for start in range(0, estimates.shape[0], rows)
-    ]
-    return tuple(torch.stack(part).sum(0) for part in zip(*parts, strict=True))
+    rows, coordinates = estimates.shape
+    block = max(16, EAGER_BLOCK_BYTES // (8 * shift.numel()))
+    buffer = torch.empty(min(block, rows), shift.numel(), dtype=torch.float64)
+    count = torch.zeros((), dtype=torch.float64)
+    total, squares = torch.zeros_like(shift), torch.zeros_like(shift)
+    for start in range(0, rows, block):
+        part = estimates[start : start + block]
+        columns = sample_columns(part, reference, reference_norm)
+        values = buffer[: part.shape[0]]
+        values[:, :coordinates].copy_(part)
+        values[:, coordinates:].copy_(columns)
+        values.sub_(shift)
+        kept = columns[:, SQUARED_ERROR].isfinite()
+        if not bool(kept.all()):
+            values.masked_fill_(~kept.unsqueeze(1), 0.0)
+        count += kept.sum()
+        total += values.sum(0)
+        squares += values.square_().sum(0)
+    return count, total, squares
