@@ -179,6 +179,29 @@ def test_chunk_size_shrinks_with_evaluations_and_dimension():
     assert one % 16 == 0 and many % 16 == 0
 
 
+@pytest.mark.parametrize(
+    ("objective_name", "estimator_name"),
+    [("categorical-toy", "unordered-set"), ("categorical-product", "gumbel-rao")],
+)
+def test_an_estimators_own_working_memory_shrinks_its_chunk(objective_name, estimator_name):
+    """The unordered-set's quadrature grids and Gumbel-Rao's M noise draws per estimate count
+    in the chunk plan: a chunk's planned bytes, theirs included, stay within the budget, and
+    the engine runs the pair in that chunk."""
+    from gradbench.extend import registry
+
+    objective = registry.objectives.get(objective_name)()
+    estimator = registry.estimators.get(estimator_name)()
+    params = {k: v.float() for k, v in objective.parameters().items()}  # as run_pair has them
+    budget = 2**24
+    config = RunConfig(n_samples=20_000, memory_budget=budget, timing_repeats=0)
+    working = estimator.working_bytes(objective, params)
+    evaluations = estimator.evaluations(objective, params)
+    chunk = choose_chunk_size(objective, params, evaluations, config, working)
+    assert working > 0 and chunk * working <= budget
+    assert chunk < choose_chunk_size(objective, params, evaluations, config)
+    assert run_pair(objective, estimator, config).chunk_size == chunk
+
+
 def test_chunk_budget_is_capped_by_free_memory(monkeypatch):
     from gradbench.engine import memory
 

@@ -69,6 +69,13 @@ class Estimator(ABC):
         count depends on the objective's draws (IndeCateR's V·K) and an estimator says so here."""
         return self.evals_per_sample(ParamLayout.of(params).size)
 
+    def working_bytes(self, objective: Objective, params: Params) -> int:
+        """Bytes one estimate holds at its peak beyond its cost evaluations: the estimator's
+        own intermediates (a quadrature grid per draw, M noise draws per estimate), which the
+        engine adds to its chunk plan (:func:`gradbench.engine.run.choose_chunk_size`). 0 for
+        estimators whose work is the evaluations themselves."""
+        return 0
+
     @classmethod
     def claim(cls) -> str:
         """The unbiasedness claim in words, for listings: "unbiased" or "biased", or where it

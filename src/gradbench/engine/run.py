@@ -106,10 +106,17 @@ class MemoryBudgetError(ValueError):
 
 
 def choose_chunk_size(
-    objective: Objective, params: Params, evals_per_sample: int, config: RunConfig
+    objective: Objective,
+    params: Params,
+    evals_per_sample: int,
+    config: RunConfig,
+    working_bytes: int = 0,
 ) -> int:
     """Rows per chunk: ``config.chunk_size`` if given, else what fits the memory budget beside
-    the statistics' own state, rounded down to a multiple of :data:`ROW_ALIGNMENT`.
+    the statistics' own state, rounded down to a multiple of :data:`ROW_ALIGNMENT`. An
+    estimate costs its evaluations' temporaries, ``working_bytes`` of the estimator's own
+    (:meth:`~gradbench.core.estimator.Estimator.working_bytes`) and its statistics' float64
+    values.
 
     Raises :class:`MemoryBudgetError` up front when not even :data:`ROW_ALIGNMENT` rows fit:
     smaller chunks would draw other random numbers than the aligned ones, and a θ that large
@@ -120,6 +127,7 @@ def choose_chunk_size(
     grad_dim = ParamLayout.of(params).size
     itemsize = torch.empty((), dtype=config.dtype).element_size()
     per_estimate = _BYTES_PER_ELEMENT_FACTOR * itemsize * evals_per_sample * elements
+    per_estimate += working_bytes
     per_estimate += 8 * 8 * (grad_dim + PER_SAMPLE_COLUMNS)  # float64 statistics temporaries
     if config.device.type != "cpu":  # the one-hot group matrix of the GPU path, bool and float64
         per_estimate += 9 * (DEFAULT_GROUPS + 1)
@@ -231,7 +239,8 @@ def _measure(
     analytic = objective.analytic_gradient(exact_params)
     offset = None if analytic is None else analytic.to(config.device, config.dtype)
     generator = torch.Generator(device=config.device).manual_seed(result.run_seed)
-    chunk = choose_chunk_size(objective, params, result.evals_per_sample, config)
+    working = estimator.working_bytes(objective, params)
+    chunk = choose_chunk_size(objective, params, result.evals_per_sample, config, working)
 
     def estimates(m: int, source: torch.Generator = generator) -> Tensor:
         g = estimator.estimate(objective, params, m, source)
@@ -348,7 +357,9 @@ def default_rows(
 ) -> int:
     """Rows of one call of ``estimator`` under the device's default budget, at most ``most``."""
     default = replace(config, dtype=dtype, n_samples=most, chunk_size=None, memory_budget=None)
-    return choose_chunk_size(objective, params, estimator.evaluations(objective, params), default)
+    evaluations = estimator.evaluations(objective, params)
+    working = estimator.working_bytes(objective, params)
+    return choose_chunk_size(objective, params, evaluations, default, working)
 
 
 def cost_shape_problem(objective: Objective, params: Params, device: torch.device) -> str:

@@ -42,6 +42,15 @@ class GumbelRao(Estimator):
         Setting("samples", int, 10, "conditional noise draws M per estimate", at_least(1)),
     )
 
+    def working_bytes(self, objective: Objective, params: Params) -> int:
+        """The M conditional noise draws per estimate and, for the backward pass, the M
+        perturbed logits, their relaxations and the relaxations' gradients: 4 arrays of
+        M × the logits' size."""
+        if self.skip_reason(objective):
+            return 0
+        logits = Perturbation.of(objective).logits_of(params)
+        return 4 * int(self.option("samples")) * logits.numel() * logits.element_size()
+
     def estimate(
         self, objective: Objective, params: Params, n: int, generator: torch.Generator
     ) -> Tensor:

@@ -102,6 +102,11 @@ def _quadrature_nodes(set_size: int) -> int:
     return 128 * math.ceil(math.sqrt(set_size / 4))
 
 
+#: [*B, m, N] float64 arrays of :func:`log_set_probabilities` alive at its peak (log z, the
+#: factors and the temporaries of their log(1 − e^{−z}), the inverses, the weighted terms).
+_QUADRATURE_TEMPORARIES = 6
+
+
 @lru_cache(maxsize=64)
 def _quadrature(set_size: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """Nodes w ``[N]`` and log(weight · e^{w − e^w}) ``[N]`` of the w-integrals, float64 on
@@ -175,6 +180,14 @@ class UnorderedSet(Estimator):
             return super().evaluations(objective, params)
         *variables, categories = objective.categorical_logits(params).shape
         return min(self.samples, categories ** math.prod(variables))
+
+    def working_bytes(self, objective: Objective, params: Params) -> int:
+        """The w-integrals' float64 grids, [m, N] per estimate, about
+        :data:`_QUADRATURE_TEMPORARIES` of them alive at once."""
+        if self.skip_reason(objective):
+            return 0
+        m = self.evaluations(objective, params)
+        return _QUADRATURE_TEMPORARIES * 8 * m * _quadrature_nodes(m)
 
     def estimate(
         self, objective: Objective, params: Params, n: int, generator: torch.Generator
