@@ -144,6 +144,15 @@ def per_sample_gradients(surrogate: Surrogate, params: Params, n: int) -> Tensor
     ``surrogate`` receives θ broadcast to ``{name: [n, *shape]}`` and must return ``[n]`` where
     entry i depends on row i of θ only; the result's row i is ∇_θ L_i.
     """
+    return per_sample_values_and_gradients(surrogate, params, n)[1]
+
+
+def per_sample_values_and_gradients(
+    surrogate: Surrogate, params: Params, n: int
+) -> tuple[Tensor, Tensor]:
+    """The losses L_i ``[n]`` (detached) and :func:`per_sample_gradients` ``[n, P]`` from one
+    evaluation of ``surrogate``; the gradients are zeros, with no backward pass, when the
+    losses do not depend on θ."""
     leaves = {k: v.detach().expand(n, *v.shape).requires_grad_() for k, v in params.items()}
     with torch.enable_grad():
         losses = surrogate(leaves)
@@ -153,7 +162,26 @@ def per_sample_gradients(surrogate: Surrogate, params: Params, n: int) -> Tensor
             grads = [torch.zeros_like(leaf) for leaf in leaves.values()]
         else:
             grads = torch.autograd.grad(losses.sum(), list(leaves.values()), materialize_grads=True)
-    return ParamLayout.of(params).flatten(dict(zip(leaves, grads, strict=True)), batch_dims=1)
+    flat = ParamLayout.of(params).flatten(dict(zip(leaves, grads, strict=True)), batch_dims=1)
+    return losses.detach(), flat
+
+
+def cost_and_gradient(objective: Objective, params: Params, x: Tensor) -> tuple[Tensor, Tensor]:
+    """f(x_i; θ) ``[n]`` and ∇_θ f(x_i; θ) ``[n, P]`` of draws x ``[n, *event]`` held fixed, from
+    one evaluation of the cost (zeros, with no backward pass, for a cost free of θ)."""
+    return per_sample_values_and_gradients(lambda theta: objective.cost(x, theta), params, len(x))
+
+
+def score_function(objective: Objective, params: Params, x: Tensor) -> Tensor:
+    """∇_θ log q_θ(x_i) ``[n, P]`` of draws x ``[n, *event]``: the objective's closed form
+    (:meth:`~gradbench.core.objective.Objective.score`) where it has one, else autograd
+    through ``distribution(θ).log_prob``."""
+    score = objective.score(x, params)
+    if score is not None:
+        return score
+    return per_sample_gradients(
+        lambda theta: objective.distribution(theta).log_prob(x), params, len(x)
+    )
 
 
 def logit_pullback(

@@ -219,6 +219,14 @@ class Objective(ABC):
         """h(θ), the part of J outside the expectation (a scalar), or None when there is none."""
         return None
 
+    def score(self, x: Tensor, params: Params) -> Tensor | None:
+        """∇_θ log q_θ(x) of each draw, ``[n, P]`` in :class:`ParamLayout` order, for draws x
+        ``[n, *event]`` and θ unbatched, in closed form where the family gives one; None (the
+        default) where it does not, and the score-function estimators differentiate
+        ``distribution(θ).log_prob`` by autograd instead. ``gradbench check`` compares the two
+        (:mod:`gradbench.extend.objective_conformance`)."""
+        return None
+
     def sample(self, params: Params, n: int, generator: torch.Generator) -> Tensor:
         """n draws x ~ q_θ, ``[n, *event]``, detached from θ."""
         with torch.no_grad():

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gradbench.core.estimator import Estimator, per_sample_gradients
+from gradbench.core.estimator import Estimator, cost_and_gradient, per_sample_gradients
 from gradbench.core.objective import Objective
 from gradbench.core.params import Params
 from gradbench.core.settings import Setting
@@ -88,6 +88,12 @@ class MovingAverageBaseline(Estimator):
     ) -> Tensor:
         x = objective.sample(params, n, generator)
         baseline = self._baseline
+        score = objective.score(x, params)
+        if score is not None:  # a closed-form score: (f − b) ∇log q without autograd through q
+            f, cost_gradient = cost_and_gradient(objective, params, x)
+            b = baseline.to(f) if isinstance(baseline, Tensor) else baseline
+            self._pending = f.mean()
+            return (f - b).unsqueeze(1) * score + cost_gradient
 
         def surrogate(theta: Params) -> Tensor:
             cost = objective.cost(x, theta)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gradbench.core.estimator import Estimator, per_sample_gradients
+from gradbench.core.estimator import Estimator, cost_and_gradient, score_function
 from gradbench.core.objective import Objective
 from gradbench.core.params import Params
 from gradbench.core.settings import Setting, at_least
@@ -48,9 +48,5 @@ class OptimalBaseline(Estimator):
     ) -> tuple[Tensor, Tensor, Tensor]:
         """f(x_i) ``[n]``, ∇_θ log q_θ(x_i) ``[n, P]`` and ∇_θ f(x_i; θ) ``[n, P]``."""
         x = objective.sample(params, n, generator)
-        cost = objective.cost(x, params)
-        score = per_sample_gradients(
-            lambda theta: objective.distribution(theta).log_prob(x), params, n
-        )
-        cost_gradient = per_sample_gradients(lambda theta: objective.cost(x, theta), params, n)
-        return cost, score, cost_gradient
+        cost, cost_gradient = cost_and_gradient(objective, params, x)
+        return cost, score_function(objective, params, x), cost_gradient

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from gradbench.analysis.exact_variance import SeparableGaussian, score_function_variance
-from gradbench.core.estimator import Estimator, per_sample_gradients
+from gradbench.core.estimator import Estimator, cost_and_gradient, per_sample_gradients
 from gradbench.core.objective import Objective
 from gradbench.core.params import Params
 
@@ -28,6 +28,10 @@ class Reinforce(Estimator):
         self, objective: Objective, params: Params, n: int, generator: torch.Generator
     ) -> Tensor:
         x = objective.sample(params, n, generator)
+        score = objective.score(x, params)
+        if score is not None:  # a closed-form score: f ∇log q without autograd through q
+            cost, cost_gradient = cost_and_gradient(objective, params, x)
+            return cost.unsqueeze(1) * score + cost_gradient
 
         def surrogate(theta: Params) -> Tensor:
             cost = objective.cost(x, theta)

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gradbench.core.estimator import Estimator
+from gradbench.core.estimator import Estimator, per_sample_gradients
 from gradbench.core.importance_weights import bound
 from gradbench.core.objective import Capability, Objective
 from gradbench.core.params import Params
@@ -77,6 +77,7 @@ def check_objective(
         ("deterministic under a seed", _determinism),
         ("declared capabilities", _declared),
         ("claims", _claims),
+        ("closed-form score", _closed_form_score),
         ("draws follow q_θ", _sampling),
         ("reference", _reference),
     ]
@@ -178,6 +179,34 @@ def _determinism(objective: Objective, config: RunConfig) -> list[Check]:
     return [
         Check(objective.name, "deterministic under a seed", PASS, "noise, draws and costs agree")
     ]
+
+
+#: Relative agreement of a closed-form score with autograd's (float64 rounding of a few
+#: operations each, on draws of a standard batch).
+SCORE_RTOL = 1e-8
+
+
+def _closed_form_score(objective: Objective, config: RunConfig) -> list[Check]:
+    """:meth:`Objective.score`, where given, equals autograd's ∇_θ log q_θ(x) on a batch of
+    draws, at θ and at a nudged θ."""
+    label = "closed-form score"
+    checks = []
+    for params in (_params(objective, config), _nudged(_params(objective, config))):
+        _, x, _ = _draw(objective, params, config)
+        closed = objective.score(x, params)
+        if closed is None:
+            return [Check(objective.name, label, SKIP, "no closed form: autograd through log_prob")]
+        autograd = per_sample_gradients(
+            lambda theta, x=x: objective.distribution(theta).log_prob(x), params, len(x)
+        )
+        scale = float(autograd.abs().max()) if autograd.numel() else 0.0
+        error = float((closed - autograd).abs().max()) if closed.shape == autograd.shape else None
+        if error is None or error > SCORE_RTOL * max(scale, 1.0):
+            found = "shape " + str(tuple(closed.shape)) if error is None else f"{error:.3g}"
+            return [Check(objective.name, label, FAIL, f"differs from autograd's: {found}")]
+        checks.append(error / max(scale, 1.0))
+    evidence = f"agrees with autograd's to {max(checks):.2g} relative, at θ and a nudged θ"
+    return [Check(objective.name, label, PASS, evidence)]
 
 
 def _declared(objective: Objective, config: RunConfig) -> list[Check]:

@@ -24,7 +24,7 @@ from torch.distributions.constraints import Constraint
 
 from gradbench.core.errors import InputError
 from gradbench.core.objective import Capability, Objective
-from gradbench.core.params import Params
+from gradbench.core.params import ParamLayout, Params
 from gradbench.core.settings import Setting, at_least, positive
 
 GAUSSIAN_SETTINGS = (
@@ -47,6 +47,19 @@ class DiagonalGaussian(Objective):
         # Settings are validated once; per-call validation would sync a GPU on every chunk.
         normal = Normal(params["mu"], params["sigma"], validate_args=False)
         return Independent(normal, 1, validate_args=False)
+
+    def score(self, x: Tensor, params: Params) -> Tensor | None:
+        """∇ log N(x; μ, σ²) per coordinate: ∂/∂μ = (x − μ)/σ², ∂/∂σ = ((x − μ)² − σ²)/σ³,
+        written with z = (x − μ)/σ as z/σ and (z² − 1)/σ; 0 for any other parameter (a
+        subclass's cost parameter, which q does not see), ``[n, P]``. None for a subclass
+        with a distribution of its own."""
+        if type(self).distribution is not DiagonalGaussian.distribution:
+            return None
+        mu, sigma = params["mu"], params["sigma"]
+        z = (x - mu) / sigma
+        parts = {name: value.new_zeros(len(x), *value.shape) for name, value in params.items()}
+        parts.update(mu=z / sigma, sigma=(z * z - 1) / sigma)
+        return ParamLayout.of(params).flatten(parts, batch_dims=1)
 
     def noise(self, n: int, params: Params, generator: torch.Generator) -> Tensor:
         mu = params["mu"]

@@ -1,0 +1,85 @@
+"""The score-function estimators' closed-form path (Objective.score) against autograd's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gradbench.core.objective import Objective
+from gradbench.estimators.moving_average import MovingAverageBaseline
+from gradbench.estimators.optimal_baseline import OptimalBaseline
+from gradbench.estimators.reinforce import Reinforce
+from gradbench.extend.objective_conformance import FAIL, PASS, check_objective
+from gradbench.objectives.gaussian import GaussianCos, GaussianSquare
+from gradbench.objectives.logistic_regression import BayesianLogisticRegression
+
+
+def estimates(estimator, objective, closed_form: bool, monkeypatch) -> torch.Tensor:
+    """Estimates at the objective's θ in float64 from a fixed seed, with the objective's
+    closed-form score or (``closed_form=False``) with autograd's."""
+    if not closed_form:
+        monkeypatch.setattr(type(objective), "score", Objective.score)
+    params = objective.parameters()
+    estimator.reset(objective, params)
+    try:
+        return estimator.estimate(objective, params, 512, torch.Generator().manual_seed(3))
+    finally:
+        monkeypatch.undo()
+
+
+@pytest.mark.parametrize("make_estimator", [Reinforce, MovingAverageBaseline, OptimalBaseline])
+@pytest.mark.parametrize(
+    "make_objective", [lambda: GaussianSquare(dim=5), GaussianCos, BayesianLogisticRegression]
+)
+def test_the_closed_form_score_gives_autograds_estimates(
+    make_estimator, make_objective, monkeypatch
+):
+    """Same draws, same estimates: the closed form differs from autograd only by float64
+    rounding of a few operations per coordinate."""
+    objective = make_objective()
+    closed = estimates(make_estimator(), objective, True, monkeypatch)
+    by_autograd = estimates(make_estimator(), objective, False, monkeypatch)
+    scale = by_autograd.abs().max()
+    torch.testing.assert_close(closed, by_autograd, rtol=1e-9, atol=1e-12 * float(scale))
+
+
+class WrongScore(GaussianSquare):
+    """∂/∂σ missing its −1/σ: the check must catch it."""
+
+    name = "wrong-score"
+
+    def score(self, x, params):
+        z = (x - params["mu"]) / params["sigma"]
+        return torch.cat([z / params["sigma"], z * z / params["sigma"]], dim=-1)
+
+
+def test_the_objective_check_compares_a_closed_form_score_with_autograd():
+    outcomes = {
+        name: {c.check: c.outcome for c in check_objective(objective(), n_samples=2000).checks}
+        for name, objective in (("right", GaussianSquare), ("wrong", WrongScore))
+    }
+    assert outcomes["right"]["closed-form score"] == PASS
+    assert outcomes["wrong"]["closed-form score"] == FAIL
+
+
+class WithCostParameter(GaussianSquare):
+    """A user's subclass: a shift s that only the cost sees (its score is 0)."""
+
+    name = "with-cost-parameter"
+
+    def parameters(self):
+        return {**super().parameters(), "shift": torch.tensor([0.5, -1.0], dtype=torch.float64)}
+
+    def cost(self, x, params):
+        return ((x - params["shift"].sum()) ** 2).sum(-1)
+
+
+@pytest.mark.parametrize("make_estimator", [Reinforce, MovingAverageBaseline, OptimalBaseline])
+def test_a_subclass_with_a_cost_parameter_keeps_autograds_estimates(make_estimator, monkeypatch):
+    """The closed form covers μ and σ, gives 0 for the shift's score and leaves ∇f to
+    autograd: the same estimates as autograd through the whole surrogate."""
+    objective = WithCostParameter()
+    closed = estimates(make_estimator(), objective, True, monkeypatch)
+    by_autograd = estimates(make_estimator(), objective, False, monkeypatch)
+    assert closed.shape[1] == sum(v.numel() for v in objective.parameters().values())
+    torch.testing.assert_close(closed, by_autograd, rtol=1e-9, atol=1e-9)
