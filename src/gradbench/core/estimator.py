@@ -144,31 +144,35 @@ def per_sample_gradients(surrogate: Surrogate, params: Params, n: int) -> Tensor
     ``surrogate`` receives θ broadcast to ``{name: [n, *shape]}`` and must return ``[n]`` where
     entry i depends on row i of θ only; the result's row i is ∇_θ L_i.
     """
-    return per_sample_values_and_gradients(surrogate, params, n)[1]
+    losses, gradients = per_sample_values_and_gradients(surrogate, params, n)
+    if gradients is None:  # the surrogate does not depend on θ at all
+        return losses.new_zeros(n, ParamLayout.of(params).size)
+    return gradients
 
 
 def per_sample_values_and_gradients(
     surrogate: Surrogate, params: Params, n: int
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor | None]:
     """The losses L_i ``[n]`` (detached) and :func:`per_sample_gradients` ``[n, P]`` from one
-    evaluation of ``surrogate``; the gradients are zeros, with no backward pass, when the
+    evaluation of ``surrogate``; None for the gradients, with no backward pass, when the
     losses do not depend on θ."""
     leaves = {k: v.detach().expand(n, *v.shape).requires_grad_() for k, v in params.items()}
     with torch.enable_grad():
         losses = surrogate(leaves)
         if losses.shape != (n,):
             raise ValueError(f"surrogate returned shape {tuple(losses.shape)}, expected ({n},)")
-        if not losses.requires_grad:  # the surrogate does not depend on θ at all
-            grads = [torch.zeros_like(leaf) for leaf in leaves.values()]
-        else:
-            grads = torch.autograd.grad(losses.sum(), list(leaves.values()), materialize_grads=True)
+        if not losses.requires_grad:
+            return losses, None
+        grads = torch.autograd.grad(losses.sum(), list(leaves.values()), materialize_grads=True)
     flat = ParamLayout.of(params).flatten(dict(zip(leaves, grads, strict=True)), batch_dims=1)
     return losses.detach(), flat
 
 
-def cost_and_gradient(objective: Objective, params: Params, x: Tensor) -> tuple[Tensor, Tensor]:
+def cost_and_gradient(
+    objective: Objective, params: Params, x: Tensor
+) -> tuple[Tensor, Tensor | None]:
     """f(x_i; θ) ``[n]`` and ∇_θ f(x_i; θ) ``[n, P]`` of draws x ``[n, *event]`` held fixed, from
-    one evaluation of the cost (zeros, with no backward pass, for a cost free of θ)."""
+    one evaluation of the cost; None for the gradient of a cost free of θ."""
     return per_sample_values_and_gradients(lambda theta: objective.cost(x, theta), params, len(x))
 
 

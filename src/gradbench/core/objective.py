@@ -221,9 +221,10 @@ class Objective(ABC):
 
     def score(self, x: Tensor, params: Params) -> Tensor | None:
         """∇_θ log q_θ(x) of each draw, ``[n, P]`` in :class:`ParamLayout` order, for draws x
-        ``[n, *event]`` and θ unbatched, in closed form where the family gives one; None (the
-        default) where it does not, and the score-function estimators differentiate
-        ``distribution(θ).log_prob`` by autograd instead. ``gradbench check`` compares the two
+        ``[n, *event]`` and θ unbatched, in closed form where the family gives one (a new
+        tensor, which the caller may overwrite); None (the default) where it does not, and
+        the score-function estimators differentiate ``distribution(θ).log_prob`` by autograd
+        instead. ``gradbench check`` compares the two
         (:mod:`gradbench.extend.objective_conformance`)."""
         return None
 

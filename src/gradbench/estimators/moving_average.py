@@ -93,7 +93,8 @@ class MovingAverageBaseline(Estimator):
             f, cost_gradient = cost_and_gradient(objective, params, x)
             b = baseline.to(f) if isinstance(baseline, Tensor) else baseline
             self._pending = f.mean()
-            return (f - b).unsqueeze(1) * score + cost_gradient
+            estimates = score.mul_((f - b).unsqueeze(1))
+            return estimates if cost_gradient is None else estimates.add_(cost_gradient)
 
         def surrogate(theta: Params) -> Tensor:
             cost = objective.cost(x, theta)

@@ -40,13 +40,15 @@ class OptimalBaseline(Estimator):
             weight > 0, (pilot_cost.unsqueeze(1) * squared).sum(0) / weight.clamp(min=tiny), 0.0
         )
         cost, score, cost_gradient = self._terms(objective, params, n, generator)
-        return (cost.unsqueeze(1) - baseline) * score + cost_gradient
+        estimates = (cost.unsqueeze(1) - baseline) * score
+        return estimates if cost_gradient is None else estimates + cost_gradient
 
     @staticmethod
     def _terms(
         objective: Objective, params: Params, n: int, generator: torch.Generator
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """f(x_i) ``[n]``, ∇_θ log q_θ(x_i) ``[n, P]`` and ∇_θ f(x_i; θ) ``[n, P]``."""
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """f(x_i) ``[n]``, ∇_θ log q_θ(x_i) ``[n, P]`` and ∇_θ f(x_i; θ) ``[n, P]`` (None for a
+        cost free of θ)."""
         x = objective.sample(params, n, generator)
         cost, cost_gradient = cost_and_gradient(objective, params, x)
         return cost, score_function(objective, params, x), cost_gradient

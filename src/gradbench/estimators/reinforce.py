@@ -31,7 +31,8 @@ class Reinforce(Estimator):
         score = objective.score(x, params)
         if score is not None:  # a closed-form score: f ∇log q without autograd through q
             cost, cost_gradient = cost_and_gradient(objective, params, x)
-            return cost.unsqueeze(1) * score + cost_gradient
+            estimates = score.mul_(cost.unsqueeze(1))
+            return estimates if cost_gradient is None else estimates.add_(cost_gradient)
 
         def surrogate(theta: Params) -> Tensor:
             cost = objective.cost(x, theta)

@@ -56,10 +56,15 @@ class DiagonalGaussian(Objective):
         if type(self).distribution is not DiagonalGaussian.distribution:
             return None
         mu, sigma = params["mu"], params["sigma"]
-        z = (x - mu) / sigma
-        parts = {name: value.new_zeros(len(x), *value.shape) for name, value in params.items()}
-        parts.update(mu=z / sigma, sigma=(z * z - 1) / sigma)
-        return ParamLayout.of(params).flatten(parts, batch_dims=1)
+        layout = ParamLayout.of(params)
+        # Zeros only where a parameter other than μ and σ has columns.
+        allocate = x.new_empty if set(params) == {"mu", "sigma"} else x.new_zeros
+        score = allocate(len(x), layout.size)
+        parts = layout.unflatten(score)  # views into the score's columns
+        z = (x - mu).div_(sigma)
+        torch.div(z, sigma, out=parts["mu"])
+        torch.div(z.square_().sub_(1), sigma, out=parts["sigma"])
+        return score
 
     def noise(self, n: int, params: Params, generator: torch.Generator) -> Tensor:
         mu = params["mu"]
