@@ -62,6 +62,7 @@ class StrictClock(engine_run.ChunkClock):
 PAIRS = {
     "gaussian-square × reparam": lambda: (GaussianSquare(dim=4), Reparam()),
     "bernoulli-toy × reinforce": lambda: (BernoulliToy(), Reinforce()),
+    "gaussian-square × reinforce (closed-form score)": lambda: (GaussianSquare(dim=4), Reinforce()),
     "vae-gaussian × rloo": lambda: (GaussianVAE(batch=4), LeaveOneOut()),
 }
 

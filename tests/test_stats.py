@@ -247,13 +247,17 @@ def test_an_estimated_reference_widens_the_bias_test_and_lowers_its_degrees_of_f
     chunk=st.integers(1, 300),
     seed=st.integers(0, 2**31 - 1),
     outlier=st.floats(0, 1e4),
+    dtype=st.sampled_from([torch.float64, torch.float32]),
 )
-def test_fused_statistics_match_a_float64_two_pass_on_adversarial_data(n, chunk, seed, outlier):
+def test_fused_statistics_match_a_float64_two_pass_on_adversarial_data(
+    n, chunk, seed, outlier, dtype
+):
     """Columns of very different scale (an offset of 1e8 with spread 1e-4, spread 1e8, spread
     1e-12 around 0, a constant), a first row far out (the shift of the moments), and NaN rows:
     the streamed variance and mean agree with a two-pass on the finite rows to 1e-8 relative
     (the one-pass Σd² − n·mean² of each chunk loses ε·(offset/spread)² at most, with the
-    offset here at most 1e4 spreads)."""
+    offset here at most 1e4 spreads), for float64 estimates and for float32 ones (their
+    values are differenced and squared in float64, so their two-pass is of the same values)."""
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(n, 4, generator=generator, dtype=torch.float64)
     g = torch.stack(
@@ -263,11 +267,12 @@ def test_fused_statistics_match_a_float64_two_pass_on_adversarial_data(n, chunk,
     g[0] += outlier * torch.tensor([1e-4, 1e8, 1e-12, 0.0], dtype=torch.float64)
     g[n // 2, 1] = math.nan
     g[n // 3, 0] = math.inf
+    g = g.to(dtype)  # float32 estimates: the two-pass below is of their float64 values
     finite = g.isfinite().all(1)
     reference = torch.tensor([1e8, 0.0, 0.0, 0.3], dtype=torch.float64)
     sizes = [chunk] * (n // chunk) + [n % chunk] * (n % chunk > 0)
     summary = streamed(g, reference, sizes, groups=16)
-    kept = g[finite]
+    kept = g[finite].double()
     assert summary.n_nonfinite == int((~finite).sum()) and summary.n_used == kept.shape[0]
     # The two-pass reference on values less one of them (exact: Sterbenz), since a plain
     # two-pass around a mean of 1e8 is itself off by ulp(1e8)/1e-4 ≈ 1e-4 relative.
