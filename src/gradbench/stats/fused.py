@@ -165,6 +165,7 @@ def _fold_in_blocks(
     rows, coordinates = estimates.shape
     block = max(16, EAGER_BLOCK_BYTES // (8 * shift.numel()))
     buffer = torch.empty(min(block, rows), shift.numel(), dtype=torch.float64)
+    ones = torch.ones(buffer.shape[0], dtype=torch.float64)
     count = torch.zeros((), dtype=torch.float64)
     total, squares = torch.zeros_like(shift), torch.zeros_like(shift)
     for start in range(0, rows, block):
@@ -178,6 +179,7 @@ def _fold_in_blocks(
         if not bool(kept.all()):
             values.masked_fill_(~kept.unsqueeze(1), 0.0)
         count += kept.sum()
-        total += values.sum(0)
-        squares += values.square_().sum(0)
+        weights = ones[: part.shape[0]]  # column sums as matrix-vector products (BLAS)
+        total += weights @ values
+        squares += weights @ values.square_()
     return count, total, squares
