@@ -24,9 +24,9 @@ float64.
 
 On the CPU, :func:`torch.compile` (inductor's C++ backend) turns :func:`fold` into one loop
 over the segment: each estimate is read once, where eager PyTorch runs about a dozen kernels,
-each over a block (about 2× faster on this project's CPU, ``docs/performance.md``). Compiling
-costs a process about 3.4 s with inductor's disk cache warm (13 s the first time) and 170 MB of
-memory, and saves about 1.5 ns per value folded, so it pays from about 2·10⁹ values:
+each over a block (1.7–2.3× faster on this project's CPU, ``docs/performance.md``). Compiling
+costs a process about 3.5 s with inductor's disk cache warm (12.5 s the first time) and 170 MB
+of memory, and saves 1.2–1.5 ns per value folded, so it pays from about 3·10⁹ values:
 :func:`worth_compiling` compiles for a run of at least :data:`COMPILE_MIN_VALUES` (n × (P + 3)),
 and a process that has compiled keeps using the kernel. ``GRADBENCH_COMPILE=1`` compiles
 whatever the size, ``0`` never; short segments, GPUs and a machine without a C++ compiler
@@ -51,10 +51,10 @@ MIN_COMPILED_ROWS = 64
 #: scalar θ would cost a compilation of its own for a few columns' worth of work.
 MIN_COMPILED_COORDINATES = 2
 
-#: Values (n × (P + 3)) from which a run compiles the fold: the compilation's cost (3.4 s,
-#: inductor's cache warm) over the time it saves per value (1.3–1.6 ns), measured by
+#: Values (n × (P + 3)) from which a run compiles the fold: the compilation's cost (3.5 s,
+#: inductor's cache warm) over the time it saves per value (1.2–1.5 ns), measured by
 #: ``python benchmarks/accumulator_add.py`` with ``GRADBENCH_COMPILE=0`` and ``=1``.
-COMPILE_MIN_VALUES = 2 * 10**9
+COMPILE_MIN_VALUES = 3 * 10**9
 
 
 def worth_compiling(values: int) -> bool:
