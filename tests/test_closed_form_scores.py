@@ -9,6 +9,7 @@ from gradbench.core.objective import Objective
 from gradbench.estimators.moving_average import MovingAverageBaseline
 from gradbench.estimators.optimal_baseline import OptimalBaseline
 from gradbench.estimators.reinforce import Reinforce
+from gradbench.estimators.sample_baselines import BatchMean, LeaveOneOut
 from gradbench.extend.objective_conformance import FAIL, PASS, check_objective
 from gradbench.objectives.gaussian import GaussianCos, GaussianSquare
 from gradbench.objectives.logistic_regression import BayesianLogisticRegression
@@ -27,7 +28,10 @@ def estimates(estimator, objective, closed_form: bool, monkeypatch) -> torch.Ten
         monkeypatch.undo()
 
 
-@pytest.mark.parametrize("make_estimator", [Reinforce, MovingAverageBaseline, OptimalBaseline])
+ESTIMATORS = [Reinforce, MovingAverageBaseline, OptimalBaseline, LeaveOneOut, BatchMean]
+
+
+@pytest.mark.parametrize("make_estimator", ESTIMATORS)
 @pytest.mark.parametrize(
     "make_objective", [lambda: GaussianSquare(dim=5), GaussianCos, BayesianLogisticRegression]
 )
@@ -74,7 +78,7 @@ class WithCostParameter(GaussianSquare):
         return ((x - params["shift"].sum()) ** 2).sum(-1)
 
 
-@pytest.mark.parametrize("make_estimator", [Reinforce, MovingAverageBaseline, OptimalBaseline])
+@pytest.mark.parametrize("make_estimator", ESTIMATORS)
 def test_a_subclass_with_a_cost_parameter_keeps_autograds_estimates(make_estimator, monkeypatch):
     """The closed form covers μ and σ, gives 0 for the shift's score and leaves ∇f to
     autograd: the same estimates as autograd through the whole surrogate."""

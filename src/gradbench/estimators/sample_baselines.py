@@ -18,7 +18,11 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from gradbench.core.estimator import Estimator, per_sample_gradients
+from gradbench.core.estimator import (
+    Estimator,
+    per_sample_gradients,
+    per_sample_values_and_gradients,
+)
 from gradbench.core.objective import Objective
 from gradbench.core.params import Params
 from gradbench.core.settings import Setting, at_least
@@ -42,17 +46,39 @@ class _SampleBaseline(Estimator):
         self, objective: Objective, params: Params, n: int, generator: torch.Generator
     ) -> Tensor:
         K = self.draws
-        x = objective.sample(params, K * n, generator)
-        x = x.reshape(K, n, *x.shape[1:])  # draw k of estimate i is x[k, i]
+        draws = objective.sample(params, K * n, generator)
+        x = draws.reshape(K, n, *draws.shape[1:])  # draw k of estimate i is x[k, i]
+        score = objective.score(draws, params)
+        if score is not None:  # a closed-form score: no autograd through q
+            return self._with_score(objective, params, x, score.reshape(K, n, -1))
 
         def surrogate(theta: Params) -> Tensor:
             cost = objective.cost(x, theta)  # [K, n]
             f = cost.detach()
-            baseline = (f.sum(0) - f) / (K - 1) if self.leave_one_out else f.mean(0)
             log_q = objective.distribution(theta).log_prob(x)  # [K, n]
-            return ((f - baseline) * log_q + cost).mean(0)
+            return ((f - self._baseline(f)) * log_q + cost).mean(0)
 
         return per_sample_gradients(surrogate, params, n)
+
+    def _baseline(self, f: Tensor) -> Tensor:
+        """b_k ``[K, n]`` from the costs ``[K, n]``: the others' mean, or all K's."""
+        K = f.shape[0]
+        return (f.sum(0) - f) / (K - 1) if self.leave_one_out else f.mean(0)
+
+    def _with_score(self, objective: Objective, params: Params, x: Tensor, score: Tensor) -> Tensor:
+        """The estimate from the scores ``[K, n, P]`` of the draws x ``[K, n, *event]``, with
+        (1/K) Σ_k ∇f(x_k; θ) from the same evaluation of the costs (none for a cost free of θ)."""
+        costs: dict[str, Tensor] = {}
+
+        def mean_cost(theta: Params) -> Tensor:
+            cost = objective.cost(x, theta)  # [K, n]
+            costs["f"] = cost.detach()
+            return cost.mean(0)
+
+        _, cost_gradient = per_sample_values_and_gradients(mean_cost, params, x.shape[1])
+        f = costs["f"]
+        estimates = ((f - self._baseline(f)).unsqueeze(-1) * score).mean(0)
+        return estimates if cost_gradient is None else estimates + cost_gradient
 
 
 class LeaveOneOut(_SampleBaseline):
