@@ -181,12 +181,16 @@ def test_chunk_size_shrinks_with_evaluations_and_dimension():
 
 @pytest.mark.parametrize(
     ("objective_name", "estimator_name"),
-    [("categorical-toy", "unordered-set"), ("categorical-product", "gumbel-rao")],
+    [
+        ("categorical-toy", "unordered-set"),
+        ("categorical-product", "gumbel-rao"),
+        ("iwae-linear-gaussian", "rqmc-reparam"),
+    ],
 )
 def test_an_estimators_own_working_memory_shrinks_its_chunk(objective_name, estimator_name):
-    """The unordered-set's quadrature grids and Gumbel-Rao's M noise draws per estimate count
-    in the chunk plan: a chunk's planned bytes, theirs included, stay within the budget, and
-    the engine runs the pair in that chunk."""
+    """The unordered-set's quadrature grids, Gumbel-Rao's M noise draws and RQMC's scrambled
+    nets per estimate count in the chunk plan: a chunk's planned bytes, theirs included, stay
+    within the budget, and the engine runs the pair in that chunk."""
     from gradbench.extend import registry
 
     objective = registry.objectives.get(objective_name)()

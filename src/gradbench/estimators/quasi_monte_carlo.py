@@ -145,6 +145,15 @@ class RandomizedQuasiMonteCarlo(Estimator):
             )
         return ""
 
+    def working_bytes(self, objective: Objective, params: Params) -> int:
+        """The scrambling's arrays per estimate (:func:`scrambled_sobol_nets`): at its peak
+        three [m, D] arrays of 8-byte integers or floats, and the random digits [D, log₂ m]."""
+        if self.skip_reason(objective):
+            return 0
+        m = self.points
+        dimension = noise_probe(objective, objective.parameters(), torch.device("cpu"))[0].numel()
+        return 8 * dimension * (3 * m + m.bit_length() - 1)
+
     def estimate(
         self, objective: Objective, params: Params, n: int, generator: torch.Generator
     ) -> Tensor:
