@@ -27,12 +27,14 @@ from collections.abc import Callable
 
 import torch
 
+from gradbench.core.status import Status
 from gradbench.engine.run import RunConfig, choose_chunk_size, run_pair
 from gradbench.engine.timing import synchronize
 from gradbench.estimators.reinforce import Reinforce
 from gradbench.estimators.reparam import Reparam
 from gradbench.objectives.gaussian import GaussianSquare
 
+ESTIMATORS = {"reparam": Reparam, "reinforce": Reinforce}
 CELLS = (("reparam", 16, 10**6), ("reinforce", 16, 10**6), ("reparam", 1024, 10**5),
          ("reinforce", 1024, 10**5))  # fmt: skip
 MU, SIGMA = 1.0, 2.0
@@ -116,6 +118,7 @@ def jax_rule(name: str, dim: int) -> Callable[[int, int], None] | None:
 
 
 def measure(function: Callable[[], object], device: torch.device) -> float:
+    """Wall seconds of one call, the device's queue drained before and after."""
     synchronize(device)
     start = time.perf_counter()
     function()
@@ -123,10 +126,32 @@ def measure(function: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def cell_functions(name: str, dim: int, n: int, device: torch.device) -> dict:
-    """The candidates of one cell, each a call that produces n estimates (or draws)."""
+def median_rates(functions: dict, counts: dict[str, int], repeats: int, device) -> dict:
+    """Estimates per second of each function: ``counts[key]`` over its median wall time in
+    ``repeats`` interleaved rounds (each function already warmed up)."""
+    seconds: dict[str, list[float]] = {key: [] for key in functions}
+    for _ in range(repeats):
+        for key, function in functions.items():
+            seconds[key].append(measure(function, device))
+    return {key: counts[key] / statistics.median(times) for key, times in seconds.items()}
+
+
+def checked_engine(objective, estimator, config: RunConfig) -> Callable[[], None]:
+    """One ``run_pair`` that raises when the pair did not run (a rate of a failure is none)."""
+
+    def engine() -> None:
+        result = run_pair(objective, estimator, config)
+        if result.status != Status.OK:
+            raise RuntimeError(f"engine: {result.status} {result.reason}")
+
+    return engine
+
+
+def cell_functions(name: str, dim: int, n: int, device: torch.device) -> tuple[dict, int]:
+    """The candidates of one cell, each a call that produces n estimates (or draws), and the
+    engine's chunk size."""
     objective = GaussianSquare(dim=dim, mu=MU, sigma=SIGMA, k=0.0)
-    estimator = (Reparam if name == "reparam" else Reinforce)()
+    estimator = ESTIMATORS[name]()
     config = RunConfig(n_samples=n, device=device, timing_repeats=0)
     params = {k: v.to(device, torch.float32) for k, v in objective.parameters().items()}
     chunk = choose_chunk_size(objective, params, 1, config)
@@ -142,7 +167,7 @@ def cell_functions(name: str, dim: int, n: int, device: torch.device) -> dict:
             torch.randn((m, dim), generator=generator, device=device)
 
     functions: dict[str, Callable[[], object]] = {
-        "engine": lambda: run_pair(objective, estimator, config),
+        "engine": checked_engine(objective, estimator, config),
         "estimates": estimates,
         "closed": lambda: hand_closed_form(name, params, sizes, generator),
         "t.func": lambda: torch_func(name, params, sizes, generator),
@@ -152,7 +177,7 @@ def cell_functions(name: str, dim: int, n: int, device: torch.device) -> dict:
     if jax_run is not None:
         jax_run(min(n, chunk), chunk)  # compile
         functions["jax"] = lambda: jax_run(n, chunk)
-    return functions
+    return functions, chunk
 
 
 def row(label: str, rate: dict[str, float]) -> str:
@@ -184,14 +209,10 @@ def main() -> None:
     )
     for name, dim, n in CELLS:
         n = n // 10 if arguments.quick else n
-        functions = cell_functions(name, dim, n, device)
+        functions, _ = cell_functions(name, dim, n, device)
         for function in functions.values():
             function()  # warm-up
-        seconds: dict[str, list[float]] = {key: [] for key in functions}
-        for _ in range(arguments.repeats):
-            for key, function in functions.items():
-                seconds[key].append(measure(function, device))
-        rate = {key: n / statistics.median(times) for key, times in seconds.items()}
+        rate = median_rates(functions, dict.fromkeys(functions, n), arguments.repeats, device)
         print(row(f"{name} D={dim} N={n:.0e}", rate))
     print("estimates per second, median of", arguments.repeats, "interleaved rounds")
 

@@ -25,29 +25,20 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import statistics
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 # JAX would otherwise take 75% of the GPU's memory at its first call, beside torch's.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import torch
-from anchors import MU, SIGMA, hand_closed_form, jax_rule, torch_func
+from anchors import ESTIMATORS, MU, SIGMA, cell_functions, median_rates
 from throughput import hand_loop
 
-from gradbench.core.status import Status
-from gradbench.engine.run import RunConfig, choose_chunk_size, run_pair
-from gradbench.engine.timing import synchronize
-from gradbench.estimators.reinforce import Reinforce
-from gradbench.estimators.reparam import Reparam
 from gradbench.objectives.gaussian import GaussianSquare
 
 DEFAULT_CELLS = "16:1e6,16:1e7,16:1e8,1024:65536,1024:262144,1024:1e6"
-ESTIMATORS = {"reparam": Reparam, "reinforce": Reinforce}
 RATES = ("engine", "estimates", "closed", "t.func", "jax", "randn", "loop")
 RATIOS = {"eng/loop": "loop", "eng/closed": "closed", "eng/jax": "jax"}
 #: The CSV's columns: the cell, its rates (estimates per second), peak bytes and ratios.
@@ -67,66 +58,6 @@ def parse_cells(text: str) -> list[tuple[int, int]]:
     return cells
 
 
-@contextmanager
-def default_device(device: torch.device) -> Iterator[None]:
-    """Make ``device`` the default of tensor factories: anchors.py's closed form and
-    ``torch.func`` rule draw their noise without naming a device."""
-    with torch.device(device):
-        yield
-
-
-def checked_engine(objective, estimator, config: RunConfig) -> Callable[[], None]:
-    """One ``run_pair`` that raises when the pair did not run (a rate of a failure is none)."""
-
-    def engine() -> None:
-        result = run_pair(objective, estimator, config)
-        if result.status != Status.OK:
-            raise RuntimeError(f"engine: {result.status} {result.reason}")
-
-    return engine
-
-
-def cell_functions(name: str, dim: int, n: int, device: torch.device) -> tuple[dict, int]:
-    """The candidates of one cell, each a call that makes n estimates (or draws), and the
-    engine's chunk size."""
-    objective = GaussianSquare(dim=dim, mu=MU, sigma=SIGMA, k=0.0)
-    estimator = ESTIMATORS[name]()
-    config = RunConfig(n_samples=n, device=device, timing_repeats=0)
-    params = {k: v.to(device, torch.float32) for k, v in objective.parameters().items()}
-    chunk = choose_chunk_size(objective, params, 1, config)
-    sizes = [min(chunk, n - start) for start in range(0, n, chunk)]
-    generator = torch.Generator(device=device).manual_seed(0)
-
-    def estimates() -> None:
-        for m in sizes:
-            estimator.estimate(objective, params, m, generator)
-
-    def closed() -> None:
-        with default_device(device):
-            hand_closed_form(name, params, sizes, generator)
-
-    def vmap_grad() -> None:
-        with default_device(device):
-            torch_func(name, params, sizes, generator)
-
-    def draws() -> None:
-        for m in sizes:
-            torch.randn((m, dim), generator=generator, device=device)
-
-    functions: dict[str, Callable[[], object]] = {
-        "engine": checked_engine(objective, estimator, config),
-        "estimates": estimates,
-        "closed": closed,
-        "t.func": vmap_grad,
-        "randn": draws,
-    }
-    jax_run = jax_rule(name, dim)
-    if jax_run is not None:
-        jax_run(min(n, chunk), chunk)  # compile
-        functions["jax"] = lambda: jax_run(n, chunk)
-    return functions, chunk
-
-
 def engine_peak(engine: Callable[[], None], device: torch.device) -> int | None:
     """Peak bytes torch's CUDA allocator held during one engine run (None on the CPU)."""
     if device.type != "cuda":
@@ -137,25 +68,6 @@ def engine_peak(engine: Callable[[], None], device: torch.device) -> int | None:
     engine()
     torch.cuda.synchronize(device)
     return torch.cuda.max_memory_allocated(device)
-
-
-def seconds_of(function: Callable[[], object], device: torch.device) -> float:
-    """Wall seconds of one call, the device's queue drained before and after."""
-    synchronize(device)
-    start = time.perf_counter()
-    function()
-    synchronize(device)
-    return time.perf_counter() - start
-
-
-def median_rates(functions: dict, counts: dict[str, int], repeats: int, device) -> dict:
-    """Estimates per second of each function: ``counts[key]`` over its median wall time in
-    ``repeats`` interleaved rounds (each function already warmed up)."""
-    seconds: dict[str, list[float]] = {key: [] for key in functions}
-    for _ in range(repeats):
-        for key, function in functions.items():
-            seconds[key].append(seconds_of(function, device))
-    return {key: counts[key] / statistics.median(times) for key, times in seconds.items()}
 
 
 def loop_rate(name: str, dim: int, samples: int, repeats: int, device: torch.device) -> float:

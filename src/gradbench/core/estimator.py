@@ -144,9 +144,10 @@ def per_sample_gradients(surrogate: Surrogate, params: Params, n: int) -> Tensor
     ``surrogate`` receives θ broadcast to ``{name: [n, *shape]}`` and must return ``[n]`` where
     entry i depends on row i of θ only; the result's row i is ∇_θ L_i.
     """
-    losses, gradients = per_sample_values_and_gradients(surrogate, params, n)
+    _, gradients = per_sample_values_and_gradients(surrogate, params, n)
     if gradients is None:  # the surrogate does not depend on θ at all
-        return losses.new_zeros(n, ParamLayout.of(params).size)
+        leaves = {k: v.new_zeros(n, *v.shape) for k, v in params.items()}
+        return ParamLayout.of(params).flatten(leaves, batch_dims=1)
     return gradients
 
 
@@ -174,6 +175,12 @@ def cost_and_gradient(
     """f(x_i; θ) ``[n]`` and ∇_θ f(x_i; θ) ``[n, P]`` of draws x ``[n, *event]`` held fixed, from
     one evaluation of the cost; None for the gradient of a cost free of θ."""
     return per_sample_values_and_gradients(lambda theta: objective.cost(x, theta), params, len(x))
+
+
+def plus_cost_gradient(estimates: Tensor, cost_gradient: Tensor | None) -> Tensor:
+    """``estimates`` ``[n, P]`` with ∇_θ f ``[n, P]`` added in place, where the cost depends
+    on θ (``cost_gradient`` from :func:`cost_and_gradient`; None: nothing to add)."""
+    return estimates if cost_gradient is None else estimates.add_(cost_gradient)
 
 
 def score_function(objective: Objective, params: Params, x: Tensor) -> Tensor:

@@ -22,7 +22,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gradbench.core.estimator import Estimator, cost_and_gradient, per_sample_gradients
+from gradbench.core.estimator import (
+    Estimator,
+    cost_and_gradient,
+    per_sample_gradients,
+    plus_cost_gradient,
+)
 from gradbench.core.objective import Objective
 from gradbench.core.params import Params
 from gradbench.core.settings import Setting
@@ -93,8 +98,7 @@ class MovingAverageBaseline(Estimator):
             f, cost_gradient = cost_and_gradient(objective, params, x)
             b = baseline.to(f) if isinstance(baseline, Tensor) else baseline
             self._pending = f.mean()
-            estimates = score.mul_((f - b).unsqueeze(1))
-            return estimates if cost_gradient is None else estimates.add_(cost_gradient)
+            return plus_cost_gradient(score.mul_((f - b).unsqueeze(1)), cost_gradient)
 
         def surrogate(theta: Params) -> Tensor:
             cost = objective.cost(x, theta)

@@ -14,7 +14,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gradbench.core.estimator import Estimator, cost_and_gradient, score_function
+from gradbench.core.estimator import (
+    Estimator,
+    cost_and_gradient,
+    plus_cost_gradient,
+    score_function,
+)
 from gradbench.core.objective import Objective
 from gradbench.core.params import Params
 from gradbench.core.settings import Setting, at_least
@@ -40,8 +45,7 @@ class OptimalBaseline(Estimator):
             weight > 0, (pilot_cost.unsqueeze(1) * squared).sum(0) / weight.clamp(min=tiny), 0.0
         )
         cost, score, cost_gradient = self._terms(objective, params, n, generator)
-        estimates = (cost.unsqueeze(1) - baseline) * score
-        return estimates if cost_gradient is None else estimates + cost_gradient
+        return plus_cost_gradient((cost.unsqueeze(1) - baseline) * score, cost_gradient)
 
     @staticmethod
     def _terms(

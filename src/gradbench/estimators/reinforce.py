@@ -13,7 +13,12 @@ import torch
 from torch import Tensor
 
 from gradbench.analysis.exact_variance import SeparableGaussian, score_function_variance
-from gradbench.core.estimator import Estimator, cost_and_gradient, per_sample_gradients
+from gradbench.core.estimator import (
+    Estimator,
+    cost_and_gradient,
+    per_sample_gradients,
+    plus_cost_gradient,
+)
 from gradbench.core.objective import Objective
 from gradbench.core.params import Params
 
@@ -31,8 +36,7 @@ class Reinforce(Estimator):
         score = objective.score(x, params)
         if score is not None:  # a closed-form score: f ∇log q without autograd through q
             cost, cost_gradient = cost_and_gradient(objective, params, x)
-            estimates = score.mul_(cost.unsqueeze(1))
-            return estimates if cost_gradient is None else estimates.add_(cost_gradient)
+            return plus_cost_gradient(score.mul_(cost.unsqueeze(1)), cost_gradient)
 
         def surrogate(theta: Params) -> Tensor:
             cost = objective.cost(x, theta)

@@ -22,6 +22,7 @@ from gradbench.core.estimator import (
     Estimator,
     per_sample_gradients,
     per_sample_values_and_gradients,
+    plus_cost_gradient,
 )
 from gradbench.core.objective import Objective
 from gradbench.core.params import Params
@@ -78,7 +79,7 @@ class _SampleBaseline(Estimator):
         _, cost_gradient = per_sample_values_and_gradients(mean_cost, params, x.shape[1])
         f = costs["f"]
         estimates = ((f - self._baseline(f)).unsqueeze(-1) * score).mean(0)
-        return estimates if cost_gradient is None else estimates + cost_gradient
+        return plus_cost_gradient(estimates, cost_gradient)
 
 
 class LeaveOneOut(_SampleBaseline):
