@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -70,6 +73,38 @@ def test_list_shows_every_built_in_with_requirements():
     for name in OBJECTIVES + ESTIMATORS:
         assert name in result.output
     assert "built-in" in result.output and "rsample" in result.output and "2P" in result.output
+
+
+def test_list_loads_neither_pandas_nor_the_report_and_the_sweeps():
+    """A fresh ``gradbench list`` imports only what it shows: the registry and the listing
+    (each command imports the library it calls when it runs, docs/performance.md)."""
+    script = (
+        "import sys\n"
+        "sys.argv = ['gradbench', 'list']\n"
+        "from gradbench.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = ['pandas', 'gradbench.api', 'gradbench.records.comparison',"
+        " 'gradbench.report.view', 'gradbench.sweeps.orchestration']\n"
+        "print('loaded:', [name for name in heavy if name in sys.modules])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "categorical-toy" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "loaded: []"
+
+
+def test_the_package_exports_every_public_name_on_first_use():
+    """``gradbench.X`` for each name of ``__all__`` (imported lazily) is the object of the
+    module that defines it, and an unknown name is an AttributeError."""
+    import gradbench
+
+    for name in gradbench.__all__:
+        assert getattr(gradbench, name) is getattr(
+            importlib.import_module(gradbench._EXPORTS[name]), name
+        )
+    assert sorted(gradbench._EXPORTS) == sorted(gradbench.__all__)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = gradbench.no_such_name
 
 
 def test_default_compare_runs_every_pair():

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from contextlib import nullcontext
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,6 +18,7 @@ from gradbench.core.errors import InputError
 from gradbench.core.estimator import Estimator
 from gradbench.engine.run import RunConfig, choose_chunk_size, derive_seed, run_pair, timing_batch
 from gradbench.engine.timing import UNSTABLE
+from gradbench.estimators.moving_average import MovingAverageBaseline
 from gradbench.estimators.reinforce import Reinforce
 from gradbench.estimators.reparam import Reparam
 from gradbench.objectives.gaussian import GaussianSquare
@@ -28,6 +32,7 @@ TIME_COLUMNS = [
     "time_per_sample_max_s",
     "timing_batch",
     "timing_repeats",
+    "warm_up_time_s",
 ]
 
 
@@ -206,6 +211,33 @@ def test_an_estimators_own_working_memory_shrinks_its_chunk(objective_name, esti
     assert run_pair(objective, estimator, config).chunk_size == chunk
 
 
+_FREED_BLOCK = """
+import os, sys, torch
+from gradbench.engine.memory import MMAP_THRESHOLD, unmap_large_blocks
+def resident():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+if not unmap_large_blocks():
+    print("no glibc"); sys.exit()
+big = torch.ones(MMAP_THRESHOLD)  # freeing 16 MiB raises glibc's default threshold to that
+del big
+block = torch.ones(MMAP_THRESHOLD // 2)  # 8 MiB, served below the default's raised threshold
+before = resident()
+del block
+print(before - resident())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc (Linux)")
+def test_a_freed_block_of_a_chunk_goes_back_to_the_system():
+    """After :func:`unmap_large_blocks`, the pages of a freed 8 MiB block leave the resident
+    set at once (with glibc's default they stay in its heap once a 16 MiB block was freed)."""
+    done = subprocess.run([sys.executable, "-c", _FREED_BLOCK], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    if done.stdout.strip() == "no glibc":
+        pytest.skip("the C library is not glibc")
+    assert int(done.stdout) >= 7 * 2**20
+
+
 def test_chunk_budget_is_capped_by_free_memory(monkeypatch):
     from gradbench.engine import memory
 
@@ -265,6 +297,17 @@ def test_timing_is_recorded_when_asked():
     assert result.timing.per_sample_s <= result.timing.max_per_sample_s
 
 
+def test_a_stateful_estimators_warm_up_is_timed_apart_from_its_estimates():
+    """ema-baseline warms up (its set-up cost is in ``warm_up_time_s``); reinforce has none;
+    the table carries both, and a basket measured in a trajectory's state has none."""
+    table = compare(["gaussian-square"], ["ema-baseline", "reinforce"], n_samples=500)
+    warm_up = dict(zip(table.estimator, table.warm_up_time_s, strict=True))
+    assert warm_up["ema-baseline"] > 0 and warm_up["reinforce"] == 0
+    objective = GaussianSquare()
+    as_it_comes = run_pair(objective, MovingAverageBaseline(), FAST, at=objective.parameters())
+    assert as_it_comes.warm_up_s == 0
+
+
 def test_api_rejects_bad_values_before_running():
     with pytest.raises(InputError, match="n_samples"):
         run_comparison(n_samples=0)
@@ -289,15 +332,16 @@ def test_settings_route_to_objectives_and_estimator_options():
     assert square.option_step == 1e-2 and square.grad_dim == 4 and toy.grad_dim == 2
 
 
-def test_timing_batch_is_a_chunk_unless_that_would_cost_a_quarter_of_the_run():
+def test_timing_batch_is_a_chunk_unless_that_would_cost_a_tenth_of_the_run():
     # Cheap: six calls of a chunk cost less than MIN_TIMING_S, whole chunks (at most n).
-    assert timing_batch(chunk=4096, n_samples=100_000, seconds_per_estimate=1e-6, repeats=5) == 4096
-    assert timing_batch(chunk=4096, n_samples=1000, seconds_per_estimate=1e-6, repeats=5) == 1000
-    # 1 ms per estimate, n = 2000: a 2 s run affords 0.5 s of timing, 83 rows per call for
+    assert timing_batch(chunk=4096, n_samples=100_000, seconds_per_estimate=1e-7, repeats=5) == 4096
+    assert timing_batch(chunk=4096, n_samples=1000, seconds_per_estimate=1e-7, repeats=5) == 1000
+    # 1 ms per estimate, n = 2000: a 2 s run affords 0.2 s of timing, 33 rows per call for
     # the warm-up and 5 repeats, rounded down to a multiple of 16.
-    assert timing_batch(chunk=4096, n_samples=2000, seconds_per_estimate=1e-3, repeats=5) == 80
-    # The same pace over n = 10⁵: whole chunks are within a quarter of the run.
-    assert timing_batch(chunk=4096, n_samples=100_000, seconds_per_estimate=1e-3, repeats=5) == 4096
+    assert timing_batch(chunk=4096, n_samples=2000, seconds_per_estimate=1e-3, repeats=5) == 32
+    # The same pace over n = 10⁶: whole chunks are within a tenth of the run; over 10⁵ not.
+    assert timing_batch(chunk=4096, n_samples=10**6, seconds_per_estimate=1e-3, repeats=5) == 4096
+    assert timing_batch(chunk=4096, n_samples=10**5, seconds_per_estimate=1e-3, repeats=5) == 1664
     # Slower than the budget allows for one aligned batch: still a whole batch, never zero.
     assert timing_batch(chunk=4096, n_samples=100, seconds_per_estimate=1.0, repeats=5) == 16
     assert timing_batch(chunk=8, n_samples=100, seconds_per_estimate=1.0, repeats=5) == 8
@@ -310,7 +354,7 @@ def test_a_pass_of_many_chunks_is_its_own_timing():
     result = run_pair(GaussianSquare(), Reinforce(), config)
     assert (result.timing.repeats, result.timing.batch) == (3, 160)
     guarded = run_pair(GaussianSquare(), Reinforce(), replace(config, timing_guard=nullcontext))
-    # Timed apart, the batch is a chunk unless this machine ran slower than a quarter of the
+    # Timed apart, the batch is a chunk unless this machine ran slower than a tenth of the
     # pass allows (timing_batch): then fewer aligned rows.
     batch = guarded.timing.batch
     assert guarded.timing.repeats == 3 and (batch == 160 or (16 <= batch < 160 and batch % 16 == 0))

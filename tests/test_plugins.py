@@ -183,8 +183,9 @@ def nothing_runs(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a command ran although its --plugin could not be loaded")
 
-    monkeypatch.setattr("gradbench.cli.compare.run_comparison", refuse)
-    monkeypatch.setattr("gradbench.cli.sweep.run_sweep", refuse)
+    # The commands import what they call when they run: patched where it is defined.
+    monkeypatch.setattr("gradbench.api.run_comparison", refuse)
+    monkeypatch.setattr("gradbench.sweeps.orchestration.sweep", refuse)
 
 
 def write(path: Path, text: str) -> str:

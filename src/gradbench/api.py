@@ -16,15 +16,12 @@ from gradbench.core.objective import Objective
 from gradbench.core.routing import Side, declared, reaches, split_key
 from gradbench.engine.reference import ReferencePlan, reference_estimator
 from gradbench.engine.reference_cache import default_cache_dir
-from gradbench.engine.run import RunConfig, RunResult, run_pair
+from gradbench.engine.run import DEVICES, DTYPES, SEED_RANGE, RunConfig, RunResult, run_pair
 from gradbench.extend import registry
 from gradbench.extend.conformance import ConformanceReport, check_estimator
 from gradbench.extend.objective_conformance import check_objective
 from gradbench.records.comparison import Comparison, build_comparison
 from gradbench.records.provenance import provenance
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-DEVICES = ("cpu", "cuda", "auto")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -183,10 +180,6 @@ def _unique_names(choices: Sequence[object], known: registry.Registry) -> list[s
     for name in names:
         known.get(name)
     return names
-
-
-#: Seeds are stored in int64 columns (CSV, JSON, pandas' Int64).
-SEED_RANGE = (-(2**63), 2**63 - 1)
 
 
 def check_run_options(

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 
-from gradbench.api import run_comparison
 from gradbench.cli import options
 from gradbench.cli.app import app
 from gradbench.cli.console import USAGE_ERROR, error
@@ -18,11 +17,7 @@ from gradbench.core.errors import InputError
 from gradbench.core.status import Status
 from gradbench.engine.run import RunConfig
 from gradbench.records.files import write_atomic
-from gradbench.records.stored import StoredResult
-from gradbench.report.figure.build import figure_data
 from gradbench.report.plot import write_figure
-from gradbench.report.tables import warning_lines
-from gradbench.report.view import ViewOptions, markdown_view, terminal_view
 
 
 @app.command()
@@ -63,6 +58,12 @@ def compare(
 ) -> None:
     """Measure bias, variance and cost of each estimator on each objective. Exits 1 when a pair
     failed (after writing every file), 2 on bad input."""
+    from gradbench.api import run_comparison
+    from gradbench.records.stored import StoredResult
+    from gradbench.report.figure.build import figure_data
+    from gradbench.report.tables import warning_lines
+    from gradbench.report.view import ViewOptions, markdown_view, terminal_view
+
     load_plugins(plugin)
     try:
         view = ViewOptions(options.column_names(columns), wide, sort)

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from gradbench.api import check as check_conformance
 from gradbench.cli import options
 from gradbench.cli.app import app
 from gradbench.cli.console import RUNTIME_ERROR, USAGE_ERROR, error, stdout
@@ -72,6 +71,8 @@ def check(
     determinism, unbiasedness on constant, linear and quadratic costs) or on an objective
     (shapes, determinism, its claimed capabilities, its draws, its reference against an
     independent estimate). Exits 1 when a check fails."""
+    from gradbench.api import check as check_conformance
+
     load_plugins(plugin)
     objective = name in registry.objectives.names()
     try:

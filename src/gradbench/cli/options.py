@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gradbench.api import DEVICES, DTYPES, SEED_RANGE, ReferenceOptions
 from gradbench.core.settings import parse_assignment
 from gradbench.engine.reference import GROUPS, MAX_SAMPLES, PRECISION
-from gradbench.engine.run import RunConfig
+from gradbench.engine.run import DEVICES, DTYPES, SEED_RANGE, RunConfig
+
+if TYPE_CHECKING:
+    from gradbench.api import ReferenceOptions
 
 
 def _integer(minimum: int, noun: str, maximum: int = 2**63 - 1) -> Callable[[str], int]:
@@ -191,6 +193,8 @@ def reference_options(
     samples: int | None, estimator: str | None, no_cache: bool, cache_dir: Path | None
 ) -> ReferenceOptions:
     """The reference options of the command line."""
+    from gradbench.api import ReferenceOptions
+
     return ReferenceOptions(
         samples, estimator, not no_cache, None if cache_dir is None else str(cache_dir)
     )

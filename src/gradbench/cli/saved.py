@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,17 +15,11 @@ from gradbench.cli.console import RUNTIME_ERROR, USAGE_ERROR, error, note, stdou
 from gradbench.cli.outputs import check_figure, check_output
 from gradbench.cli.plugins import load_plugins
 from gradbench.core.errors import InputError
-from gradbench.records.difference import Difference, compare_results
 from gradbench.records.files import write_atomic
-from gradbench.records.stored import read_result
-from gradbench.records.training import is_training_result, read_training
-from gradbench.report.difference import markdown_table as difference_markdown
-from gradbench.report.difference import note_lines as difference_notes
-from gradbench.report.difference import rich_table as difference_table
-from gradbench.report.figure.build import figure_data
 from gradbench.report.plot import write_figure
-from gradbench.report.training_plot import write_training_figure
-from gradbench.report.view import ViewOptions, markdown_view, terminal_view
+
+if TYPE_CHECKING:
+    from gradbench.records.difference import Difference
 
 
 @app.command("plot")
@@ -62,6 +56,11 @@ def plot_command(
     comparison without a sweep, one point per estimator. A train result (its --csv, with its
     --basket-csv as --detail, or its JSON) draws J by step and by second and the basket's
     variance."""
+    from gradbench.records.stored import read_result
+    from gradbench.records.training import is_training_result, read_training
+    from gradbench.report.figure.build import figure_data
+    from gradbench.report.training_plot import write_training_figure
+
     load_plugins(plugin)
     if is_training_result(results):
         try:
@@ -114,6 +113,10 @@ def report(
     """Show a saved result's table, in the terminal or as Markdown (--markdown PATH); with a
     second result, compare the two pair by pair (rows matched on objective, estimator,
     settings, options, sweep axes and replicate), as pytest-benchmark compare does."""
+    from gradbench.records.difference import compare_results
+    from gradbench.records.stored import read_result
+    from gradbench.report.view import ViewOptions, markdown_view, terminal_view
+
     try:
         view = ViewOptions(options.column_names(columns), wide, sort)
         if other is not None and view != ViewOptions():
@@ -140,13 +143,15 @@ def report(
 def _report_difference(difference: Difference, markdown: Path | None) -> None:
     """Print the comparison of two results (table, then its note lines), or write it as
     Markdown."""
+    from gradbench.report import difference as views
+
     if markdown is None:
         console = stdout()
-        console.print(difference_table(difference))
-        for line in difference_notes(difference):
+        console.print(views.rich_table(difference))
+        for line in views.note_lines(difference):
             console.print(line, markup=False, highlight=False)
         return
-    _write(markdown, lambda: write_atomic(markdown, difference_markdown(difference)))
+    _write(markdown, lambda: write_atomic(markdown, views.markdown_table(difference)))
 
 
 def _write(path: Path, write: Callable[[], None]) -> None:

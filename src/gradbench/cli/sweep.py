@@ -16,15 +16,10 @@ from gradbench.cli.progress import progress
 from gradbench.core.errors import InputError
 from gradbench.core.status import Status
 from gradbench.engine.run import RunConfig
-from gradbench.records.stored import StoredResult
-from gradbench.report.figure.build import figure_data
 from gradbench.report.plot import write_figure
-from gradbench.report.sweep_summary import sweep_table, sweep_warning_lines
 from gradbench.sweeps.executors import EXECUTORS
 from gradbench.sweeps.grid import LIST_FORM, SCAN_FORM, parse_list, parse_scan
 from gradbench.sweeps.journal import journal_for
-from gradbench.sweeps.orchestration import SweepError, aggregate_path, check_resumable
-from gradbench.sweeps.orchestration import sweep as run_sweep
 
 Axes = Annotated[
     list[str] | None,
@@ -142,6 +137,12 @@ def sweep(
 ) -> None:
     """Run estimators over a grid of settings, with replicates: one row per (objective,
     estimator, grid point, replicate), and mean ± standard error per grid point."""
+    from gradbench.records.stored import StoredResult
+    from gradbench.report.figure.build import figure_data
+    from gradbench.report.sweep_summary import sweep_table, sweep_warning_lines
+    from gradbench.sweeps.orchestration import SweepError, aggregate_path, check_resumable
+    from gradbench.sweeps.orchestration import sweep as run_sweep
+
     loaded = load_plugins(plugin)
     try:
         if resume:

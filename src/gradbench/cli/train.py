@@ -18,12 +18,7 @@ from gradbench.cli.sweep import Executor, Scheduler, Workers
 from gradbench.core.errors import InputError
 from gradbench.engine.run import RunConfig
 from gradbench.engine.training import OPTIMIZERS
-from gradbench.report.tensorboard import require_tensorboard, write_tensorboard
-from gradbench.report.training_plot import write_training_figure
-from gradbench.report.training_summary import training_view
 from gradbench.sweeps.journal import journal_for
-from gradbench.sweeps.orchestration import SweepError
-from gradbench.sweeps.training import train as run_training
 
 Basket = Annotated[
     list[str] | None,
@@ -119,6 +114,11 @@ def train(
 ) -> None:
     """Train θ with each estimator and measure a basket of estimators along the way: J(θ),
     ‖∇J(θ)‖ and the basket's statistics at every checkpoint."""
+    from gradbench.report.training_plot import write_training_figure
+    from gradbench.report.training_summary import training_view
+    from gradbench.sweeps.orchestration import SweepError
+    from gradbench.sweeps.training import train as run_training
+
     loaded = load_plugins(plugin)
     try:
         if resume and csv is None:
@@ -192,6 +192,8 @@ def check_tensorboard(directory: Path | None, overwrite: bool) -> None:
     that already holds event files (TensorBoard would show both runs' lines) unless
     ``--overwrite``: :func:`replace_tensorboard` then deletes those, and only those, when the
     run is done."""
+    from gradbench.report.tensorboard import require_tensorboard
+
     if directory is None:
         return
     require_tensorboard()
@@ -206,6 +208,8 @@ def check_tensorboard(directory: Path | None, overwrite: bool) -> None:
 
 def replace_tensorboard(table, basket, directory: Path) -> None:
     """Delete the event files ``directory`` holds, then write this run's."""
+    from gradbench.report.tensorboard import write_tensorboard
+
     for event in _events(directory):
         event.unlink()
     write_tensorboard(table, basket, directory)

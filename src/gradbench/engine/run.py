@@ -33,7 +33,13 @@ from gradbench.engine.reference import (
     reference_estimator,
     run_variance_of,
 )
-from gradbench.engine.timing import ChunkClock, Timing, time_per_sample, timing_warning
+from gradbench.engine.timing import (
+    ChunkClock,
+    Timing,
+    synchronize,
+    time_per_sample,
+    timing_warning,
+)
 from gradbench.stats.accumulator import DEFAULT_GROUPS, GradientStatistics, state_bytes
 from gradbench.stats.intervals import interval_is_trusted, samples_needed
 from gradbench.stats.summary import PER_SAMPLE_COLUMNS, Summary
@@ -45,8 +51,14 @@ ROW_ALIGNMENT = 16
 _BYTES_PER_ELEMENT_FACTOR = 8
 #: The timing phase costs at most this share of the measuring pass, or MIN_TIMING_S seconds,
 #: whichever is more (see timing_batch).
-TIMING_SHARE = 0.25
+TIMING_SHARE = 0.1
 MIN_TIMING_S = 0.015
+#: The names of a run's dtypes and devices (``cuda:N`` too), and the range of its seeds (stored
+#: in int64 columns: CSV, JSON, pandas' Int64).
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DEVICES = ("cpu", "cuda", "auto")
+SEED_RANGE = (-(2**63), 2**63 - 1)
+
 #: Below this many usable estimates the variance interval is flagged as unreliable.
 MIN_RELIABLE_SAMPLES = 1000
 
@@ -99,6 +111,9 @@ class RunResult:
     bias_informative: bool = True
     #: A stateful estimator's state when it was measured ("" for a stateless one).
     estimator_state: str = ""
+    #: Wall seconds of the warm-up that put it in that state (:func:`warm_up`, device
+    #: synchronised; 0 without one): a set-up cost that ``timing`` does not include.
+    warm_up_s: float = 0.0
 
 
 class MemoryBudgetError(ValueError):
@@ -210,7 +225,10 @@ def run_pair(
         return result
     try:
         if estimator.stateful and at is None:
+            started = time.perf_counter()
             warm_up(objective, estimator, params, config.seed)
+            synchronize(config.device)
+            result.warm_up_s = time.perf_counter() - started
         result.estimator_state = estimator.state_description()
         _measure(objective, estimator, params, config, result)
     except Exception as error:  # one failing pair must not stop the others

@@ -71,6 +71,7 @@ COLUMNS = (
     "time_per_sample_max_s",
     "timing_repeats",
     "timing_batch",
+    "warm_up_time_s",
     "work_variance",
     "evals_variance",
     "chunk_size",
@@ -236,6 +237,7 @@ def result_row(result: RunResult, config: RunConfig, provenance: dict) -> dict:
             sign_error_se=summary.sign_error_se,
             chunk_size=result.chunk_size,
             evals_variance=summary.variance * result.evals_per_sample,
+            warm_up_time_s=result.warm_up_s,
         )
     if not result.bias_informative:  # tested against its own draws' mean: blind to its bias
         row.update(bias_z_max=NAN, bias_p=NAN)

@@ -79,6 +79,7 @@ SPECIAL: dict[str, Column] = {
     "time_per_sample_s": Column("time/est.", _seconds("time_per_sample_s")),
     "time_per_sample_min_s": Column("fastest", _seconds("time_per_sample_min_s")),
     "time_per_sample_max_s": Column("slowest", _seconds("time_per_sample_max_s")),
+    "warm_up_time_s": Column("warm-up", _seconds("warm_up_time_s")),
     "work_variance": Column("work×var", _value("work_variance")),
 }
 

@@ -26,11 +26,12 @@ import numpy as np
 
 from gradbench.core.errors import InputError
 from gradbench.records.files import write_atomic
-from gradbench.report.figure.build import FigureData, Line, Panel, Row
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+    from gradbench.report.figure.build import FigureData, Line, Panel, Row
 
 FORMATS = {".png": "png", ".svg": "svg"}
 INSTALL_HINT = "install it with: pip install 'gradbench[plot]'"
