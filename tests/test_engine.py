@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from contextlib import nullcontext
 from dataclasses import replace
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -209,33 +206,6 @@ def test_an_estimators_own_working_memory_shrinks_its_chunk(objective_name, esti
     assert working > 0 and chunk * working <= budget
     assert chunk < choose_chunk_size(objective, params, evaluations, config)
     assert run_pair(objective, estimator, config).chunk_size == chunk
-
-
-_FREED_BLOCK = """
-import os, sys, torch
-from gradbench.engine.memory import MMAP_THRESHOLD, unmap_large_blocks
-def resident():
-    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-if not unmap_large_blocks():
-    print("no glibc"); sys.exit()
-big = torch.ones(MMAP_THRESHOLD)  # freeing 16 MiB raises glibc's default threshold to that
-del big
-block = torch.ones(MMAP_THRESHOLD // 2)  # 8 MiB, served below the default's raised threshold
-before = resident()
-del block
-print(before - resident())
-"""
-
-
-@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc (Linux)")
-def test_a_freed_block_of_a_chunk_goes_back_to_the_system():
-    """After :func:`unmap_large_blocks`, the pages of a freed 8 MiB block leave the resident
-    set at once (with glibc's default they stay in its heap once a 16 MiB block was freed)."""
-    done = subprocess.run([sys.executable, "-c", _FREED_BLOCK], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    if done.stdout.strip() == "no glibc":
-        pytest.skip("the C library is not glibc")
-    assert int(done.stdout) >= 7 * 2**20
 
 
 def test_chunk_budget_is_capped_by_free_memory(monkeypatch):

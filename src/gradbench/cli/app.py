@@ -16,7 +16,6 @@ from typer.core import TyperGroup
 from typer.exceptions import Abort, TyperException
 
 from gradbench.cli.console import INTERRUPTED, error
-from gradbench.engine.memory import unmap_large_blocks
 
 
 class _OneLineErrors(TyperGroup):
@@ -53,7 +52,5 @@ def _root(ctx: typer.Context) -> None:
 
 
 def main() -> None:
-    """Console-script entry point: the process returns the memory of each chunk it frees
-    (:func:`~gradbench.engine.memory.unmap_large_blocks`), then runs the command."""
-    unmap_large_blocks()
+    """Console-script entry point."""
     app()

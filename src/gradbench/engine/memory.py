@@ -7,7 +7,6 @@ is less. An explicit budget or chunk size overrides both.
 
 from __future__ import annotations
 
-import ctypes
 from pathlib import Path
 
 import torch
@@ -16,30 +15,6 @@ import torch
 DEFAULT_BUDGET = {"cpu": 256 * 2**20, "cuda": 4 * 2**30}
 #: Never plan to use more than this fraction of the free memory.
 FREE_FRACTION = 0.5
-
-
-#: From this size on, a host allocation gets pages of its own (see :func:`unmap_large_blocks`).
-MMAP_THRESHOLD = 4 * 2**20
-#: mallopt's parameter number of the threshold (glibc's malloc.h).
-_M_MMAP_THRESHOLD = -3
-
-
-def unmap_large_blocks(threshold: int = MMAP_THRESHOLD) -> bool:
-    """Have the C library map every host allocation of ``threshold`` bytes or more by itself
-    and unmap it when it is freed (glibc's ``mallopt(M_MMAP_THRESHOLD)``), so that the
-    process's resident memory follows what it holds; whether that took effect (False where
-    the C library is not glibc).
-
-    By default glibc raises that threshold, up to 32 MiB, whenever a mapped block is freed,
-    and from then on serves blocks below it from its heap, whose freed pages it keeps: a run
-    of chunks whose arrays are 4–32 MiB then holds memory it no longer uses (a default
-    ``gradbench compare`` peaked at 757 MB that way and at 584 MB with this, the same numbers:
-    docs/performance.md). Process-wide, so the command line sets it, not the library."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter runs on
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
 
 
 def free_bytes(device: torch.device) -> int | None:
