@@ -75,7 +75,7 @@ def test_list_shows_every_built_in_with_requirements():
     assert "built-in" in result.output and "rsample" in result.output and "2P" in result.output
 
 
-def test_list_loads_neither_pandas_nor_the_report_and_the_sweeps():
+def test_list_loads_neither_pandas_nor_scipy_nor_the_report_and_the_sweeps():
     """A fresh ``gradbench list`` imports only what it shows: the registry and the listing
     (each command imports the library it calls when it runs, docs/performance.md)."""
     script = (
@@ -83,7 +83,7 @@ def test_list_loads_neither_pandas_nor_the_report_and_the_sweeps():
         "sys.argv = ['gradbench', 'list']\n"
         "from gradbench.cli import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "heavy = ['pandas', 'gradbench.api', 'gradbench.records.comparison',"
+        "heavy = ['pandas', 'scipy', 'gradbench.api', 'gradbench.records.comparison',"
         " 'gradbench.report.view', 'gradbench.sweeps.orchestration']\n"
         "print('loaded:', [name for name in heavy if name in sys.modules])\n"
     )

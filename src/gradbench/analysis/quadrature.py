@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from functools import cache
 
 import torch
-from scipy import special
 from torch import Tensor
 
 #: Half-width of the integration range, in standard deviations of the base noise.
@@ -44,6 +43,8 @@ class Rule:
 
 def unitlegendre() -> tuple[Tensor, Tensor]:
     """Gauss–Legendre nodes and weights on [−1, 1], float64 (scipy's rule)."""
+    from scipy import special  # on first use: 0.1 s that `gradbench list` need not pay
+
     nodes, weights = special.roots_legendre(NODES_PER_PANEL)
     return torch.from_numpy(nodes), torch.from_numpy(weights)
 
@@ -102,5 +103,7 @@ def rayleigh_rule() -> Rule:
 def hermite_rule(nodes: int) -> Rule:
     """The ``nodes``-point Gauss–Hermite rule for ε ~ N(0, 1) (scipy's probabilists' rule,
     weight e^{−ε²/2}, normalised to the density)."""
+    from scipy import special
+
     points, weights = special.roots_hermitenorm(nodes)
     return Rule(torch.from_numpy(points), torch.from_numpy(weights / math.sqrt(2 * math.pi)))

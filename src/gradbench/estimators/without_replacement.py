@@ -45,7 +45,6 @@ import math
 from functools import lru_cache
 
 import torch
-from scipy import special
 from torch import Tensor
 
 from gradbench.core.estimator import Estimator, logit_pullback
@@ -111,6 +110,8 @@ _QUADRATURE_TEMPORARIES = 6
 def _quadrature(set_size: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """Nodes w ``[N]`` and log(weight · e^{w − e^w}) ``[N]`` of the w-integrals, float64 on
     ``device`` (kept, so a GPU copies them once); scipy's Gauss–Legendre rule."""
+    from scipy import special  # on first use: 0.1 s that `gradbench list` need not pay
+
     unit_nodes, unit_weights = (
         torch.from_numpy(a) for a in special.roots_legendre(_quadrature_nodes(set_size))
     )

@@ -33,7 +33,6 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 import torch
-from scipy.special import roots_hermitenorm
 from torch import Tensor
 from torch.distributions import Categorical, Distribution, Independent, Normal, constraints
 from torch.distributions.constraints import Constraint
@@ -199,6 +198,8 @@ def gauss_hermite_blocks(
     ⌊max_points^{1/D}⌋) nodes per coordinate (exact for polynomials of degree ≤ 2m − 1 in each
     coordinate), the m^D grid points in the order of ``torch.cartesian_prod`` (the last
     coordinate fastest), each block built from its points' indices, never the whole grid."""
+    from scipy.special import roots_hermitenorm  # on first use, not for `gradbench list`
+
     per_axis = min(64, int(max_points ** (1 / dimensions) + 1e-9))
     nodes, weights = roots_hermitenorm(per_axis)
     axis_nodes = torch.as_tensor(nodes, dtype=torch.float64)
