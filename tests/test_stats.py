@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -477,11 +478,36 @@ def test_the_compiled_fold_equals_the_eager_fold(dtype):
     norm = torch.linalg.vector_norm(reference)
     shift = torch.cat([g[1], fused.sample_columns(g[1:2], reference, norm)[0]]).double()
     compiled = fused.fold(g, reference, norm, shift, compiled=True)
-    eager = fused._fold_in_blocks(g, reference, norm, shift)
+    eager = fused.fold(g, reference, norm, shift, compiled=False)
     assert compiled[0] == eager[0] == 4998
     tolerance = 1e-12 if dtype == torch.float64 else 1e-5
     for a, b in zip(compiled[1:], eager[1:], strict=True):
         torch.testing.assert_close(a, b, rtol=tolerance, atol=tolerance * b.abs().max())
+
+
+@pytest.mark.parametrize("block_bytes", [8 * 2**20, 3000])
+def test_one_pass_over_a_chunk_equals_one_fold_per_segment(monkeypatch, block_bytes):
+    """The eager pass over a whole chunk (each block's columns and shifted values computed
+    once, then split by segment) gives each segment the count and sums of a fold of that
+    segment alone: segments of 1 to 400 rows, within one block or across several (blocks of
+    3000 bytes: 53 rows), rows left out among them; equal to float64 rounding."""
+    from gradbench.stats import fused
+
+    monkeypatch.setattr(fused, "EAGER_BLOCK_BYTES", block_bytes)
+    generator = torch.Generator().manual_seed(4)
+    g = 2.0 + torch.randn(1000, 4, generator=generator, dtype=torch.float64)
+    g[17, 1], g[400, 0] = math.nan, math.inf
+    reference = torch.tensor([2.0, 1.0, -1.0, 0.5], dtype=torch.float64)
+    norm = reference.norm()
+    shift = torch.cat([g[0], fused.sample_columns(g[:1], reference, norm)[0]])
+    bounds = [0, 1, 2, 53, 60, 400, 401, 999, 1000]
+    segments = list(itertools.pairwise(bounds))
+    count, total, squares = fused.fold_segments(g, segments, reference, norm, shift)
+    for s, (a, b) in enumerate(segments):
+        alone = fused._fold(g[a:b], reference, norm, shift)
+        assert count[s] == alone[0] == int(g[a:b].isfinite().all(1).sum())
+        torch.testing.assert_close(total[s], alone[1], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(squares[s], alone[2], rtol=1e-12, atol=1e-12)
 
 
 def test_a_failed_compile_falls_back_to_eager_with_one_line(monkeypatch, capsys):
@@ -503,7 +529,7 @@ def test_a_failed_compile_falls_back_to_eager_with_one_line(monkeypatch, capsys)
     message = capsys.readouterr().err.strip().splitlines()
     assert len(message) == 1 and "torch.compile failed" in message[0]
     assert fused._Compiled.failed
-    for a, b in zip(first, fused._fold_in_blocks(g, reference, norm, shift), strict=True):
+    for a, b in zip(first, fused.fold(g, reference, norm, shift), strict=True):
         assert torch.equal(a, b)
     assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
 

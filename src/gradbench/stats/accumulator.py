@@ -8,7 +8,12 @@ import math
 import torch
 from torch import Tensor
 
-from gradbench.stats.fused import fold, sample_columns, shifted_values, worth_compiling
+from gradbench.stats.fused import (
+    fold_segments,
+    sample_columns,
+    shifted_values,
+    worth_compiling,
+)
 from gradbench.stats.moments import chan_merge
 from gradbench.stats.summary import PER_SAMPLE_COLUMNS, Summary, summarise
 
@@ -67,8 +72,9 @@ class GradientStatistics:
         """Fold the next chunk of estimates ``[m, P]`` (samples ``added … added + m − 1``).
 
         Per group the chunk touches, the count, Σ v and Σ v² of its values less one shift
-        (:mod:`gradbench.stats.fused`: one pass per segment on the CPU, compiled for large
-        runs; on a GPU one pass over the chunk and a one-hot product); then one Chan merge of
+        (:mod:`gradbench.stats.fused`: on the CPU one pass over the chunk, or one compiled
+        pass per segment for large runs; on a GPU one pass over the chunk and a one-hot
+        product); then one Chan merge of
         all G groups at once. Nothing is read back to the host. The state changes only when
         the whole chunk is folded, so a chunk that fails (out of memory, say) can be retried.
         """
@@ -95,18 +101,24 @@ class GradientStatistics:
     def _segment_sums(
         self, estimates: Tensor, reference: Tensor, reference_norm: Tensor, shift: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Count ``[G, 1]``, Σ v and Σ v² ``[G, P + 3]`` of a chunk, one :func:`fold` per
-        group it touches (groups are contiguous runs of samples, found from integers alone)."""
+        """Count ``[G, 1]``, Σ v and Σ v² ``[G, P + 3]`` of a chunk, from one
+        :func:`fold_segments` of the groups it touches (groups are contiguous runs of samples,
+        found from integers alone; the groups a chunk touches are consecutive)."""
         width = estimates.shape[1] + PER_SAMPLE_COLUMNS
         device = estimates.device
         count = torch.zeros(self.groups, 1, dtype=torch.float64, device=device)
         total = torch.zeros(self.groups, width, dtype=torch.float64, device=device)
         squares = torch.zeros_like(total)
-        for group, start, stop in self._segments(self.added, estimates.shape[0]):
-            rows = estimates[start:stop]
-            count[group], total[group], squares[group] = fold(
-                rows, reference, reference_norm, shift, self.compiled
-            )
+        segments = self._segments(self.added, estimates.shape[0])
+        touched = slice(segments[0][0], segments[-1][0] + 1)
+        count[touched, 0], total[touched], squares[touched] = fold_segments(
+            estimates,
+            [(start, stop) for _, start, stop in segments],
+            reference,
+            reference_norm,
+            shift,
+            self.compiled,
+        )
         return count, total, squares
 
     def _onehot_sums(
@@ -159,8 +171,9 @@ class GradientStatistics:
 
 
 def sums_by_segments(device: torch.device) -> bool:
-    """Whether group sums on ``device`` come from one fused pass per group (the CPU) rather
-    than from one pass over the chunk and a one-hot product (a GPU: few large kernels)."""
+    """Whether group sums on ``device`` come from sums over each group's rows of one pass over
+    the chunk (:func:`fold_segments`, the CPU) rather than from a one-hot product over the
+    chunk (a GPU: few large kernels)."""
     return device.type == "cpu"
 
 

@@ -1,7 +1,7 @@
-"""One pass over a segment of estimates: every sum the accumulator keeps, fused into one loop.
+"""One pass over a chunk of estimates: every sum the accumulator keeps, per group segment.
 
-For estimates g ``[b, P]`` (float32 or float64) of one group, the reference g* ``[P]`` in the
-same dtype and a float64 shift s ``[P + 3]``:
+For estimates g ``[b, P]`` (float32 or float64) of one group (a segment of a chunk), the
+reference g* ``[P]`` in the same dtype and a float64 shift s ``[P + 3]``:
 
 * the per-sample columns, reduced over the P coordinates in the estimates' own dtype:
   e_i = ‖g_i − g*‖² (from the difference itself, never by expanding the square),
@@ -149,7 +149,32 @@ def fold(
                 return kernel(estimates, reference, reference_norm, shift)
             except _Compiled.failures() as error:
                 _Compiled.give_up(error)
-        return _fold_in_blocks(estimates, reference, reference_norm, shift)
+        count, total, squares = _fold_in_blocks(
+            estimates, [(0, rows)], reference, reference_norm, shift
+        )
+        return count[0], total[0], squares[0]
+
+
+def fold_segments(
+    estimates: Tensor,
+    segments: list[tuple[int, int]],
+    reference: Tensor,
+    reference_norm: Tensor,
+    shift: Tensor,
+    compiled: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Count ``[S]``, Σ v_i and Σ v_i² ``[S, P + 3]`` (float64) of each of the S segments
+    ``(start, stop)`` of a chunk ``[m, P]``: runs of rows, one per group, in order and
+    covering the chunk. Compiled, one :func:`fold` per segment; eagerly, one pass over the
+    chunk (:func:`_fold_in_blocks`), whose elementwise kernels run once per block however many
+    segments it holds (a run of 2000 estimates has segments of 31 rows)."""
+    with torch.no_grad():
+        if compiled and estimates.device.type == "cpu" and not _Compiled.failed:
+            parts = [
+                fold(estimates[a:b], reference, reference_norm, shift, True) for a, b in segments
+            ]
+            return tuple(torch.stack(column) for column in zip(*parts, strict=True))
+        return _fold_in_blocks(estimates, segments, reference, reference_norm, shift)
 
 
 #: Rows of an eager block: about 8 MiB of float64 values, which stay in the last-level cache and
@@ -162,31 +187,50 @@ EAGER_BLOCK_BYTES = 8 * 2**20
 
 
 def _fold_in_blocks(
-    estimates: Tensor, reference: Tensor, reference_norm: Tensor, shift: Tensor
+    estimates: Tensor,
+    segments: list[tuple[int, int]],
+    reference: Tensor,
+    reference_norm: Tensor,
+    shift: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`_fold` of a segment, eagerly: on the CPU block by block in one reused float64
-    buffer (and without the mask where every row is kept: reading that back is free on the
-    CPU); elsewhere the whole segment at once, with no read-back."""
+    """:func:`fold_segments`, eagerly: on the CPU block by block in one reused float64 buffer,
+    the per-sample columns and the shifted values once per block, then each segment's rows of
+    the block summed as matrix-vector products (BLAS), squared in place and summed again (and
+    without the mask where every row of the block is kept: reading that back is free on the
+    CPU); elsewhere :func:`_fold` of each segment, with no read-back."""
+    width = shift.numel()
+    count = torch.zeros(len(segments), dtype=torch.float64, device=shift.device)
+    total = torch.zeros(len(segments), width, dtype=torch.float64, device=shift.device)
+    squares = torch.zeros_like(total)
     if estimates.device.type != "cpu":
-        return _fold(estimates, reference, reference_norm, shift)
+        for s, (a, b) in enumerate(segments):
+            count[s], total[s], squares[s] = _fold(estimates[a:b], reference, reference_norm, shift)
+        return count, total, squares
     rows, coordinates = estimates.shape
-    block = max(16, EAGER_BLOCK_BYTES // (8 * shift.numel()))
-    buffer = torch.empty(min(block, rows), shift.numel(), dtype=torch.float64)
+    block = max(16, EAGER_BLOCK_BYTES // (8 * width))
+    buffer = torch.empty(min(block, rows), width, dtype=torch.float64)
     ones = torch.ones(buffer.shape[0], dtype=torch.float64)
-    count = torch.zeros((), dtype=torch.float64)
-    total, squares = torch.zeros_like(shift), torch.zeros_like(shift)
     for start in range(0, rows, block):
-        part = estimates[start : start + block]
+        stop = min(start + block, rows)
+        part = estimates[start:stop]
         columns = sample_columns(part, reference, reference_norm)
-        values = buffer[: part.shape[0]]
+        values = buffer[: stop - start]
         values[:, :coordinates].copy_(part)
         values[:, coordinates:].copy_(columns)
         values.sub_(shift)
         kept = columns[:, SQUARED_ERROR].isfinite()
         if not bool(kept.all()):
             values.masked_fill_(~kept.unsqueeze(1), 0.0)
-        count += kept.sum()
-        weights = ones[: part.shape[0]]  # column sums as matrix-vector products (BLAS)
-        total += weights @ values
-        squares += weights @ values.square_()
+        # (segment, first row, end row) of the block's rows in each segment it touches
+        pieces = [
+            (s, max(a, start) - start, min(b, stop) - start)
+            for s, (a, b) in enumerate(segments)
+            if a < stop and b > start
+        ]
+        for s, low, high in pieces:
+            count[s] += kept[low:high].sum()
+            total[s].addmv_(values[low:high].T, ones[: high - low])
+        values.square_()
+        for s, low, high in pieces:
+            squares[s].addmv_(values[low:high].T, ones[: high - low])
     return count, total, squares
