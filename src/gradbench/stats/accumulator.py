@@ -74,9 +74,9 @@ class GradientStatistics:
         Per group the chunk touches, the count, Σ v and Σ v² of its values less one shift
         (:mod:`gradbench.stats.fused`: on the CPU one pass over the chunk, or one compiled
         pass per segment for large runs; on a GPU one pass over the chunk and a one-hot
-        product); then one Chan merge of
-        all G groups at once. Nothing is read back to the host. The state changes only when
-        the whole chunk is folded, so a chunk that fails (out of memory, say) can be retried.
+        product); then one Chan merge of all G groups at once. Nothing is read back to the
+        host. The state changes only when the whole chunk is folded, so a chunk that fails
+        (out of memory, say) can be retried.
         """
         m = estimates.shape[0]
         if self.added + m > self.n_total:

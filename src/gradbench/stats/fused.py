@@ -23,10 +23,11 @@ for a heavy-tailed estimator it can lie many standard deviations σ from the mea
 float64.
 
 On the CPU, :func:`torch.compile` (inductor's C++ backend) turns :func:`fold` into one loop
-over the segment: each estimate is read once, where eager PyTorch runs about a dozen kernels,
-each over a block (1.7–2.3× faster on this project's CPU, ``docs/performance.md``). Compiling
-costs a process about 3.5 s with inductor's disk cache warm (12.5 s the first time) and 170 MB
-of memory, and saves 1.2–1.5 ns per value folded, so it pays from about 3·10⁹ values:
+over the segment: each estimate is read once, where eager PyTorch runs about twenty kernels
+per block of the chunk (1.8–2.7× faster on this project's CPU, ``docs/performance.md``).
+Compiling costs a process about 3.5 s with inductor's disk cache warm (12.5 s the first time)
+and 170 MB of memory, and saves 0.5–1.2 ns per value folded, so it pays from about 3–7·10⁹
+values:
 :func:`worth_compiling` compiles for a run of at least :data:`COMPILE_MIN_VALUES` (n × (P + 3)),
 and a process that has compiled keeps using the kernel. ``GRADBENCH_COMPILE=1`` compiles
 whatever the size, ``0`` never; short segments, GPUs and a machine without a C++ compiler
@@ -52,7 +53,8 @@ MIN_COMPILED_ROWS = 64
 MIN_COMPILED_COORDINATES = 2
 
 #: Values (n × (P + 3)) from which a run compiles the fold: the compilation's cost (3.5 s,
-#: inductor's cache warm) over the time it saves per value (1.2–1.5 ns), measured by
+#: inductor's cache warm) over the time it saves per value (1.2–1.5 ns when it was set, 0.5–1.2
+#: ns since the eager pass got faster: the low end of the break-even), measured by
 #: ``python benchmarks/accumulator_add.py`` with ``GRADBENCH_COMPILE=0`` and ``=1``.
 COMPILE_MIN_VALUES = 3 * 10**9
 
