@@ -30,6 +30,7 @@ from gradbench.estimators.reinforce import Reinforce
 from gradbench.estimators.reparam import Reparam
 from gradbench.extend.conformance import FAIL
 from gradbench.extend.objective_conformance import check_objective
+from gradbench.objectives.importance_weighted import LOG_WEIGHT_TEMPORARIES
 from gradbench.objectives.vae import BernoulliVAE, GaussianVAE
 from gradbench.objectives.vae_bounds import BernoulliVAEBound, GaussianVAEBound
 
@@ -96,14 +97,16 @@ def test_the_binary_bound_offers_no_bernoulli_structure():
 
 @pytest.mark.parametrize(("bound_class", "elbo_class"), PAIRS, ids=IDS)
 def test_chunk_sizing_counts_every_particle(bound_class, elbo_class):
-    """At K = 1 an evaluation holds what the ELBO's does; each particle adds the same amount."""
+    """At K = 1 an evaluation holds what the ELBO's does and its B log-weights' temporaries;
+    each particle adds the same amount."""
     elements = {
         k: bound_class(batch=5, particles=k).elements_per_evaluation(elbo_class().parameters())
         for k in (1, 2, 16)
     }
     per_particle = elements[2] - elements[1]
     elbo = elbo_class(batch=5)
-    assert elements[1] == elbo.elements_per_evaluation(elbo.parameters())
+    log_weights = LOG_WEIGHT_TEMPORARIES * 5
+    assert elements[1] == elbo.elements_per_evaluation(elbo.parameters()) + log_weights
     assert per_particle > 0 and elements[16] == elements[1] + 15 * per_particle
 
 

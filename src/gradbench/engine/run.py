@@ -25,7 +25,7 @@ from gradbench.core.objective import Objective, Reference
 from gradbench.core.params import ParamLayout, Params
 from gradbench.core.seeding import derive_seed
 from gradbench.core.status import Status
-from gradbench.engine.memory import chunk_budget, describe_bytes
+from gradbench.engine.memory import chunk_budget, describe_bytes, release_freed_memory
 from gradbench.engine.reference import (
     MAX_ROWS_PER_CALL,
     ReferencePlan,
@@ -234,6 +234,8 @@ def run_pair(
     except Exception as error:  # one failing pair must not stop the others
         result.status, result.reason = Status.FAILED, f"{type(error).__name__}: {error}"
         result.summary = result.timing = None
+    finally:
+        release_freed_memory()
     return result
 
 

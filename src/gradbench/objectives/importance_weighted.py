@@ -56,6 +56,11 @@ PARTICLES = Setting(
 )
 
 
+#: Scalars one cost evaluation of a bound holds per log-weight log w_tk beyond the particles'
+#: coordinates, in units of the chunk plan's elements (each counted with its temporaries).
+LOG_WEIGHT_TEMPORARIES = 2
+
+
 class ImportanceWeightedBound(Objective):
     """J(θ) = E[(1/T) Σ_t log (1/K) Σ_k w_tk]; subclasses give the sampler of the K particles,
     log p_θ(x, z) and log q_θ(z | x) (see :attr:`Capability.IMPORTANCE_WEIGHTS`)."""
@@ -67,6 +72,18 @@ class ImportanceWeightedBound(Objective):
 
     def particles(self) -> int:
         return int(self.setting("particles"))
+
+    def terms(self) -> int:
+        """T, the independent terms (data points) of one evaluation: 1 unless ``term_dims``."""
+        return 1
+
+    def elements_per_evaluation(self, params: Params) -> int:
+        """One draw and θ, and :data:`LOG_WEIGHT_TEMPORARIES` scalars per log-weight: the
+        three log densities of each particle, their difference and the log-sum-exp's shifted
+        exponentials, which autograd keeps. Without them a chunk outgrew its plan 2.1× at
+        K = 16, d = 1 (1289 bytes per evaluation held, 608 planned; ``docs/performance.md``)."""
+        weights = self.terms() * self.particles()
+        return super().elements_per_evaluation(params) + LOG_WEIGHT_TEMPORARIES * weights
 
     def log_weights(self, z: Tensor, params: Params) -> Tensor:
         """log w = log p_θ(x, z) − log q_θ(z | x), ``[*S, T..., K]``."""
