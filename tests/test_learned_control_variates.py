@@ -371,6 +371,33 @@ def test_estimate_keeps_the_state_and_update_moves_it(kind):
     torch.testing.assert_close(estimator.estimate(objective, params, 64, _generator(3)), first)
 
 
+@pytest.mark.parametrize(
+    ("kind", "objective"),
+    [(Rebar, BernoulliToy(dim=3, target=0.45)), (Relax, CategoricalToy())],
+    ids=["rebar", "relax"],
+)
+def test_a_warm_up_step_is_an_estimate_and_its_update(kind, objective):
+    """The warm-up's step, which skips computing the estimates, leaves the state that
+    estimate-then-update leaves, to the bit, and the generator where they leave it."""
+    params = objective.parameters()
+    stepped, updated = _started(kind, objective), _started(kind, objective)
+    by_step, by_update = _generator(4), _generator(4)
+    for _ in range(5):
+        stepped.warm_up_step(objective, params, 16, by_step)
+        updated.estimate(objective, params, 16, by_update)
+        updated.update(objective, params)
+    assert stepped.updates == updated.updates == 5
+    for name, weight in stepped.weights.items():
+        torch.testing.assert_close(weight.detach(), updated.weights[name].detach(), rtol=0, atol=0)
+    assert torch.equal(by_step.get_state(), by_update.get_state())
+    torch.testing.assert_close(
+        stepped.estimate(objective, params, 32, _generator(6)),
+        updated.estimate(objective, params, 32, _generator(6)),
+        rtol=0,
+        atol=0,
+    )
+
+
 @pytest.mark.parametrize("kind", [Rebar, Relax])
 def test_deepcopy_carries_the_optimizer(kind):
     """A copy continues as the original would (Adam's moments and the pending draws included)

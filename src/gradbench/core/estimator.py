@@ -113,6 +113,15 @@ class Estimator(ABC):
     def update(self, objective: Objective, params: Params) -> None:  # noqa: B027 - optional hook
         """Advance the state after a step, from what the last :meth:`estimate` call saw."""
 
+    def warm_up_step(
+        self, objective: Objective, params: Params, n: int, generator: torch.Generator
+    ) -> None:
+        """One of the warm-up's :attr:`warm_up_steps`: :meth:`estimate` of ``n`` then
+        :meth:`update`, whose estimates nobody reads; an estimator whose update recomputes
+        them may draw the same randomness and update without computing them twice."""
+        self.estimate(objective, params, n, generator)
+        self.update(objective, params)
+
     def state_description(self) -> str:
         """The state in words for a result row (``baseline b = 1.2``); "" when stateless."""
         return ""

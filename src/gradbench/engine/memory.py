@@ -7,9 +7,6 @@ is less. An explicit budget or chunk size overrides both.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 from pathlib import Path
 
 import torch
@@ -45,25 +42,3 @@ def describe_bytes(count: float) -> str:
         if count >= scale:
             return f"{count / scale:.3g} {unit}"
     return f"{count:.0f} B"
-
-
-@functools.cache
-def _malloc_trim():
-    """glibc's ``malloc_trim``, or None where the C library is not glibc (musl, macOS)."""
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        return None
-
-
-def release_freed_memory() -> None:
-    """Hand the heap's free pages back to the system (glibc's ``malloc_trim(0)``; nothing
-    elsewhere). glibc serves arrays under its mapping threshold (up to 32 MiB once larger ones
-    have been freed) from its heap and keeps their pages when they are freed, so that a run's
-    resident memory after each pair grew with the pairs before it: the default ``gradbench
-    compare`` held 300–520 MB between pairs without this, about 300 MB with it
-    (``docs/performance.md``). It changes no number: only pages already freed are returned."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)

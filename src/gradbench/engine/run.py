@@ -25,7 +25,7 @@ from gradbench.core.objective import Objective, Reference
 from gradbench.core.params import ParamLayout, Params
 from gradbench.core.seeding import derive_seed
 from gradbench.core.status import Status
-from gradbench.engine.memory import chunk_budget, describe_bytes, release_freed_memory
+from gradbench.engine.memory import chunk_budget, describe_bytes
 from gradbench.engine.reference import (
     MAX_ROWS_PER_CALL,
     ReferencePlan,
@@ -172,8 +172,7 @@ def warm_up(objective: Objective, estimator: Estimator, params: Params, seed: in
     warm_up_seed = derive_seed(seed, objective.name, estimator.name, "warm-up")
     generator = torch.Generator(device=device).manual_seed(warm_up_seed)
     for _ in range(estimator.warm_up_steps):
-        estimator.estimate(objective, params, estimator.warm_up_batch, generator)
-        estimator.update(objective, params)
+        estimator.warm_up_step(objective, params, estimator.warm_up_batch, generator)
 
 
 def _halved(rows: int) -> int:
@@ -234,8 +233,6 @@ def run_pair(
     except Exception as error:  # one failing pair must not stop the others
         result.status, result.reason = Status.FAILED, f"{type(error).__name__}: {error}"
         result.summary = result.timing = None
-    finally:
-        release_freed_memory()
     return result
 
 

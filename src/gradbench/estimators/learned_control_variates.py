@@ -184,6 +184,22 @@ class _LearnedControlVariate(Estimator):
     def estimate(
         self, objective: Objective, params: Params, n: int, generator: torch.Generator
     ) -> Tensor:
+        draws, state = self._draw(objective, params, n, generator)
+        return self._estimates(objective, draws, state, create_graph=False).detach()
+
+    def warm_up_step(
+        self, objective: Objective, params: Params, n: int, generator: torch.Generator
+    ) -> None:
+        """The draws of :meth:`estimate` and the :meth:`update` on them: the update computes
+        the estimates itself (with their graph), so they are not computed first for nothing."""
+        self._draw(objective, params, n, generator)
+        self.update(objective, params)
+
+    def _draw(
+        self, objective: Objective, params: Params, n: int, generator: torch.Generator
+    ) -> tuple[_Draws, _State]:
+        """The noise of ``n`` estimates (two draws each, z and the conditional's), kept for the
+        next :meth:`update`, and the state they are estimated in."""
         family = Perturbation.of(objective)
         logits = family.logits_of(params).detach()
         if self._state is None or not self.fits(self._state.weights, logits.numel()):
@@ -191,9 +207,8 @@ class _LearnedControlVariate(Estimator):
             self._state = self._start(logits)
         noise = family.noise(logits, n, generator)
         fresh = family.noise(logits, n, generator)
-        draws = _Draws({k: v.detach() for k, v in params.items()}, noise, fresh)
-        self._pending = draws
-        return self._estimates(objective, draws, self._state, create_graph=False).detach()
+        self._pending = _Draws({k: v.detach() for k, v in params.items()}, noise, fresh)
+        return self._pending, self._state
 
     def _estimates(
         self, objective: Objective, draws: _Draws, state: _State, create_graph: bool
