@@ -302,16 +302,17 @@ def test_settings_route_to_objectives_and_estimator_options():
     assert square.option_step == 1e-2 and square.grad_dim == 4 and toy.grad_dim == 2
 
 
-def test_timing_batch_is_a_chunk_unless_that_would_cost_a_tenth_of_the_run():
+def test_timing_batch_is_a_chunk_unless_that_would_cost_a_twentieth_of_the_run():
     # Cheap: six calls of a chunk cost less than MIN_TIMING_S, whole chunks (at most n).
     assert timing_batch(chunk=4096, n_samples=100_000, seconds_per_estimate=1e-7, repeats=5) == 4096
     assert timing_batch(chunk=4096, n_samples=1000, seconds_per_estimate=1e-7, repeats=5) == 1000
-    # 1 ms per estimate, n = 2000: a 2 s run affords 0.2 s of timing, 33 rows per call for
+    # 1 ms per estimate, n = 4000: a 4 s run affords 0.2 s of timing, 33 rows per call for
     # the warm-up and 5 repeats, rounded down to a multiple of 16.
-    assert timing_batch(chunk=4096, n_samples=2000, seconds_per_estimate=1e-3, repeats=5) == 32
-    # The same pace over n = 10⁶: whole chunks are within a tenth of the run; over 10⁵ not.
+    assert timing_batch(chunk=4096, n_samples=4000, seconds_per_estimate=1e-3, repeats=5) == 32
+    # The same pace over n = 10⁶: whole chunks are within a twentieth of the run; over 10⁵
+    # not (5 s: 833 rows per call, rounded down).
     assert timing_batch(chunk=4096, n_samples=10**6, seconds_per_estimate=1e-3, repeats=5) == 4096
-    assert timing_batch(chunk=4096, n_samples=10**5, seconds_per_estimate=1e-3, repeats=5) == 1664
+    assert timing_batch(chunk=4096, n_samples=10**5, seconds_per_estimate=1e-3, repeats=5) == 832
     # Slower than the budget allows for one aligned batch: still a whole batch, never zero.
     assert timing_batch(chunk=4096, n_samples=100, seconds_per_estimate=1.0, repeats=5) == 16
     assert timing_batch(chunk=8, n_samples=100, seconds_per_estimate=1.0, repeats=5) == 8
@@ -324,7 +325,7 @@ def test_a_pass_of_many_chunks_is_its_own_timing():
     result = run_pair(GaussianSquare(), Reinforce(), config)
     assert (result.timing.repeats, result.timing.batch) == (3, 160)
     guarded = run_pair(GaussianSquare(), Reinforce(), replace(config, timing_guard=nullcontext))
-    # Timed apart, the batch is a chunk unless this machine ran slower than a tenth of the
+    # Timed apart, the batch is a chunk unless this machine ran slower than a twentieth of the
     # pass allows (timing_batch): then fewer aligned rows.
     batch = guarded.timing.batch
     assert guarded.timing.repeats == 3 and (batch == 160 or (16 <= batch < 160 and batch % 16 == 0))

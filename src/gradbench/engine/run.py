@@ -51,7 +51,7 @@ ROW_ALIGNMENT = 16
 _BYTES_PER_ELEMENT_FACTOR = 8
 #: The timing phase costs at most this share of the measuring pass, or MIN_TIMING_S seconds,
 #: whichever is more (see timing_batch).
-TIMING_SHARE = 0.1
+TIMING_SHARE = 0.05
 MIN_TIMING_S = 0.015
 #: The names of a run's dtypes and devices (``cuda:N`` too), and the range of its seeds (stored
 #: in int64 columns: CSV, JSON, pandas' Int64).
