@@ -73,17 +73,15 @@ class ImportanceWeightedBound(Objective):
     def particles(self) -> int:
         return int(self.setting("particles"))
 
-    def terms(self) -> int:
-        """T, the independent terms (data points) of one evaluation: 1 unless ``term_dims``."""
-        return 1
-
     def elements_per_evaluation(self, params: Params) -> int:
-        """One draw and θ, and :data:`LOG_WEIGHT_TEMPORARIES` scalars per log-weight: the
-        three log densities of each particle, their difference and the log-sum-exp's shifted
-        exponentials, which autograd keeps. Without them a chunk outgrew its plan 2.1× at
-        K = 16, d = 1 (1289 bytes per evaluation held, 608 planned; ``docs/performance.md``)."""
-        weights = self.terms() * self.particles()
-        return super().elements_per_evaluation(params) + LOG_WEIGHT_TEMPORARIES * weights
+        """One draw and θ, and :data:`LOG_WEIGHT_TEMPORARIES` scalars per log-weight (the
+        draw's leading ``[T..., K]``): the three log densities of each particle, their
+        difference and the log-sum-exp's shifted exponentials, which autograd keeps. Without
+        them a chunk outgrew its plan 2.1× at K = 16, d = 1 (1289 bytes per evaluation held,
+        608 planned; ``docs/performance.md``)."""
+        event = self.distribution(params).event_shape
+        log_weights = math.prod(event[: self.term_dims + 1])
+        return super().elements_per_evaluation(params) + LOG_WEIGHT_TEMPORARIES * log_weights
 
     def log_weights(self, z: Tensor, params: Params) -> Tensor:
         """log w = log p_θ(x, z) − log q_θ(z | x), ``[*S, T..., K]``."""

@@ -58,14 +58,9 @@ class _VAEBound(ImportanceWeightedBound, DigitsVAE):
 
     settings = (BOUND_BATCH, PARTICLES)
     term_dims = 1
-
     #: Minutes in a bare ``gradbench compare``: most of it the estimated references of the
     #: least noisy estimators (dreg, vimco), sized to their runs; they run when named.
     in_default_suite = False
-
-    def terms(self) -> int:
-        """T = B, the batch's images."""
-        return int(self.setting("batch"))
 
     @abstractmethod
     def proposal(self, params: Params) -> Distribution:
