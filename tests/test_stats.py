@@ -293,9 +293,8 @@ def test_the_gpu_path_sums_equal_the_cpu_path_sums():
     statistics = GradientStatistics(torch.ones(7, dtype=torch.float64), 5000)
     statistics.add(values[:300])  # the next chunk starts inside a group
     reference, shift = statistics.reference, statistics.shift
-    norm = reference.norm()
-    by_segments = statistics._segment_sums(values, reference, norm, shift)
-    by_product = statistics._onehot_sums(values, reference, norm, shift)
+    by_segments = statistics._segment_sums(values, reference, shift)
+    by_product = statistics._onehot_sums(values, reference, shift)
     for segments, product in zip(by_segments, by_product, strict=True):
         torch.testing.assert_close(segments, product, rtol=1e-12, atol=1e-12)
 
@@ -464,104 +463,39 @@ def test_a_variance_held_by_one_group_is_untrusted():
     assert samples_needed(summary.variance_kurtosis) is None
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_the_compiled_fold_equals_the_eager_fold(dtype):
-    """inductor's single loop and the eager kernels give the same count and sums: exact
-    for the count, to the dtype's rounding of the per-sample columns for the sums (a float32
-    estimate's columns differ by at most a few ε between kernel orders: rtol 1e-5)."""
+def torch_fold(g, segments, reference, shift):
+    """Count, Σv and Σv² per segment by the torch definition (:mod:`gradbench.stats.fused`)."""
     from gradbench.stats import fused
 
+    parts = []
+    for a, b in segments:
+        values, kept = fused.shifted_values(
+            g[a:b], reference, torch.linalg.vector_norm(reference), shift
+        )
+        parts.append((kept.sum(dtype=torch.float64), values.sum(0), values.square().sum(0)))
+    return tuple(torch.stack(column) for column in zip(*parts, strict=True))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_cpu_loop_equals_the_torch_definition(dtype):
+    """numba's loop and the torch kernels give each segment the same count and sums: segments
+    of 1 to 400 rows, rows left out among them (NaN, −∞, a squared distance beyond the dtype's
+    range), a zero estimate (cosine 0). Exact for the counts; for the sums float64 rounding,
+    and for float32 estimates the per-sample columns' rounding in float32 (a few ε₃₂
+    relative: rtol 1e-5)."""
+    from gradbench.stats import cpu_fold, fused
+
     generator = torch.Generator().manual_seed(21)
-    g = (3.0 + torch.randn(5000, 33, generator=generator, dtype=torch.float64)).to(dtype)
-    g[7, 4], g[900, 0] = math.nan, -math.inf
+    g = (3.0 + torch.randn(1000, 33, generator=generator, dtype=torch.float64)).to(dtype)
+    beyond = math.sqrt(torch.finfo(dtype).max) * 10  # finite, its square is not
+    g[17, 4], g[400, 0], g[401, 2], g[650] = math.nan, -math.inf, beyond, 0.0
     reference = torch.linspace(-1, 2, 33, dtype=dtype)
     norm = torch.linalg.vector_norm(reference)
     shift = torch.cat([g[1], fused.sample_columns(g[1:2], reference, norm)[0]]).double()
-    compiled = fused.fold(g, reference, norm, shift, compiled=True)
-    eager = fused.fold(g, reference, norm, shift, compiled=False)
-    assert compiled[0] == eager[0] == 4998
+    segments = list(itertools.pairwise([0, 1, 2, 53, 60, 400, 401, 999, 1000]))
+    loop = cpu_fold.fold_segments(g, segments, reference, shift)
+    torch_sums = torch_fold(g, segments, reference, shift)
+    assert torch.equal(loop[0], torch_sums[0]) and loop[0].sum() == 997
     tolerance = 1e-12 if dtype == torch.float64 else 1e-5
-    for a, b in zip(compiled[1:], eager[1:], strict=True):
+    for a, b in zip(loop[1:], torch_sums[1:], strict=True):
         torch.testing.assert_close(a, b, rtol=tolerance, atol=tolerance * b.abs().max())
-
-
-@pytest.mark.parametrize("block_bytes", [8 * 2**20, 3000])
-def test_one_pass_over_a_chunk_equals_one_fold_per_segment(monkeypatch, block_bytes):
-    """The eager pass over a whole chunk (each block's columns and shifted values computed
-    once, then split by segment) gives each segment the count and sums of a fold of that
-    segment alone: segments of 1 to 400 rows, within one block or across several (blocks of
-    3000 bytes: 53 rows), rows left out among them; equal to float64 rounding."""
-    from gradbench.stats import fused
-
-    monkeypatch.setattr(fused, "EAGER_BLOCK_BYTES", block_bytes)
-    generator = torch.Generator().manual_seed(4)
-    g = 2.0 + torch.randn(1000, 4, generator=generator, dtype=torch.float64)
-    g[17, 1], g[400, 0] = math.nan, math.inf
-    reference = torch.tensor([2.0, 1.0, -1.0, 0.5], dtype=torch.float64)
-    norm = reference.norm()
-    shift = torch.cat([g[0], fused.sample_columns(g[:1], reference, norm)[0]])
-    bounds = [0, 1, 2, 53, 60, 400, 401, 999, 1000]
-    segments = list(itertools.pairwise(bounds))
-    count, total, squares = fused.fold_segments(g, segments, reference, norm, shift)
-    for s, (a, b) in enumerate(segments):
-        alone = fused._fold(g[a:b], reference, norm, shift)
-        assert count[s] == alone[0] == int(g[a:b].isfinite().all(1).sum())
-        torch.testing.assert_close(total[s], alone[1], rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(squares[s], alone[2], rtol=1e-12, atol=1e-12)
-
-
-def test_a_failed_compile_falls_back_to_eager_with_one_line(monkeypatch, capsys):
-    """A machine where inductor cannot build (no C++ compiler, say) gets the eager fold, the
-    same sums, and one line on stderr saying so; later segments do not retry."""
-    from gradbench.stats import fused
-
-    def broken(*args):
-        raise torch._dynamo.exc.BackendCompilerFailed(broken, RuntimeError("no cc"), None)
-
-    monkeypatch.setattr(fused._Compiled, "kernel", broken)
-    monkeypatch.setattr(fused._Compiled, "failed", False)
-    generator = torch.Generator().manual_seed(2)
-    g = torch.randn(500, 4, generator=generator, dtype=torch.float64)
-    reference = torch.ones(4, dtype=torch.float64)
-    norm, shift = reference.norm(), torch.zeros(7, dtype=torch.float64)
-    first = fused.fold(g, reference, norm, shift, compiled=True)
-    second = fused.fold(g, reference, norm, shift, compiled=True)
-    message = capsys.readouterr().err.strip().splitlines()
-    assert len(message) == 1 and "torch.compile failed" in message[0]
-    assert fused._Compiled.failed
-    for a, b in zip(first, fused.fold(g, reference, norm, shift), strict=True):
-        assert torch.equal(a, b)
-    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
-
-
-@pytest.mark.parametrize(
-    ("setting", "values", "compiled_before", "expected"),
-    [
-        ("", 10**6, False, False),  # a small run: the compilation would cost more than it saves
-        ("", 10**10, False, True),
-        ("", 10**6, True, True),  # the process has paid for it already
-        ("0", 10**10, True, False),
-        ("1", 10**3, False, True),
-    ],
-)
-def test_a_run_compiles_the_fold_when_it_pays(
-    monkeypatch, setting, values, compiled_before, expected
-):
-    from gradbench.stats import fused
-
-    monkeypatch.setenv("GRADBENCH_COMPILE", setting)
-    monkeypatch.setattr(fused._Compiled, "kernel", object() if compiled_before else None)
-    assert fused.worth_compiling(values) is expected
-
-
-def test_a_small_run_never_builds_a_compiled_kernel(monkeypatch):
-    """The default: a run of 10⁵ estimates of 16 coordinates folds eagerly, torch.compile is
-    not called (its seconds of start-up would be most of such a run)."""
-    from gradbench.stats import fused
-
-    monkeypatch.delenv("GRADBENCH_COMPILE", raising=False)
-    monkeypatch.setattr(fused._Compiled, "kernel", None)
-    monkeypatch.setattr(fused.torch, "compile", lambda *a, **k: pytest.fail("compiled"))
-    g = torch.randn(10**5, 16, generator=torch.Generator().manual_seed(4))
-    summary = streamed(g, torch.zeros(16, dtype=torch.float64), [8192] * 12 + [1696])
-    assert summary.n_used == 10**5 and fused._Compiled.kernel is None

@@ -8,12 +8,7 @@ import math
 import torch
 from torch import Tensor
 
-from gradbench.stats.fused import (
-    fold_segments,
-    sample_columns,
-    shifted_values,
-    worth_compiling,
-)
+from gradbench.stats.fused import sample_columns, shifted_values
 from gradbench.stats.moments import chan_merge
 from gradbench.stats.summary import PER_SAMPLE_COLUMNS, Summary, summarise
 
@@ -66,70 +61,70 @@ class GradientStatistics:
         # Moments are kept of values − shift (the first finite estimate): a column that is
         # constant then has M2 exactly 0, and large offsets lose no precision.
         self.shift = torch.zeros(width, dtype=torch.float64, device=device)
-        self.compiled = worth_compiling(n_total * width)
 
     def add(self, estimates: Tensor) -> None:
         """Fold the next chunk of estimates ``[m, P]`` (samples ``added … added + m − 1``).
 
         Per group the chunk touches, the count, Σ v and Σ v² of its values less one shift
-        (:mod:`gradbench.stats.fused`: on the CPU one pass over the chunk, or one compiled
-        pass per segment for large runs; on a GPU one pass over the chunk and a one-hot
-        product); then one Chan merge of all G groups at once. Nothing is read back to the
-        host. The state changes only when the whole chunk is folded, so a chunk that fails
-        (out of memory, say) can be retried.
+        (:mod:`gradbench.stats.fused`: on the CPU one compiled loop over the chunk,
+        :mod:`gradbench.stats.cpu_fold`; on a GPU one pass over the chunk and a one-hot
+        product); then one Chan merge of those groups. Nothing is read back to the host. The
+        state changes only when the whole chunk is folded, so a chunk that fails (out of
+        memory, say) can be retried.
         """
         m = estimates.shape[0]
         if self.added + m > self.n_total:
             raise ValueError(f"more than n_total={self.n_total} estimates added")
         reference = self.reference.to(estimates.dtype)
-        reference_norm = torch.linalg.vector_norm(reference)
         shift = self.shift
         if self.added == 0:
-            shift = first_shift(estimates, reference, reference_norm)
+            shift = first_shift(estimates, reference, torch.linalg.vector_norm(reference))
         group_sums = self._segment_sums if sums_by_segments(estimates.device) else self._onehot_sums
-        count, total, squares = group_sums(estimates, reference, reference_norm, shift)
+        count, total, squares = group_sums(estimates, reference, shift)
         mean = total / count.clamp(min=1)
         # Σd² − n·mean² of values already shifted by a sample: no cancellation to speak of.
         m2 = (squares - total * mean).clamp_(min=0.0)
-        merged = chan_merge(self.count, self.mean, self.m2, count, mean, m2)
-        self.count, self.mean, self.m2 = merged
+        touched = self._touched(self.added, m)
+        state = (self.count, self.mean, self.m2)
+        merged = chan_merge(*(part[touched] for part in state), count, mean, m2)
+        for part, new in zip(state, merged, strict=True):
+            part[touched] = new
         self.nonfinite = self.nonfinite + (m - count.sum()).to(torch.int64)
         self.shift = shift
         self.eps = max(self.eps, torch.finfo(estimates.dtype).eps)
         self.added += m
 
     def _segment_sums(
-        self, estimates: Tensor, reference: Tensor, reference_norm: Tensor, shift: Tensor
+        self, estimates: Tensor, reference: Tensor, shift: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Count ``[G, 1]``, Σ v and Σ v² ``[G, P + 3]`` of a chunk, from one
-        :func:`fold_segments` of the groups it touches (groups are contiguous runs of samples,
-        found from integers alone; the groups a chunk touches are consecutive)."""
-        width = estimates.shape[1] + PER_SAMPLE_COLUMNS
-        device = estimates.device
-        count = torch.zeros(self.groups, 1, dtype=torch.float64, device=device)
-        total = torch.zeros(self.groups, width, dtype=torch.float64, device=device)
-        squares = torch.zeros_like(total)
-        segments = self._segments(self.added, estimates.shape[0])
-        touched = slice(segments[0][0], segments[-1][0] + 1)
-        count[touched, 0], total[touched], squares[touched] = fold_segments(
-            estimates,
-            [(start, stop) for _, start, stop in segments],
-            reference,
-            reference_norm,
-            shift,
-            self.compiled,
-        )
-        return count, total, squares
+        """Count ``[k, 1]``, Σ v and Σ v² ``[k, P + 3]`` of the k groups a CPU chunk touches,
+        from one :func:`gradbench.stats.cpu_fold.fold_segments` (groups are contiguous runs
+        of samples, found from integers alone)."""
+        from gradbench.stats.cpu_fold import fold_segments  # numba: only where a run folds
+
+        segments = [(start, stop) for _, start, stop in self._segments(self.added, len(estimates))]
+        count, total, squares = fold_segments(estimates, segments, reference, shift)
+        return count.unsqueeze(1), total, squares
 
     def _onehot_sums(
-        self, estimates: Tensor, reference: Tensor, reference_norm: Tensor, shift: Tensor
+        self, estimates: Tensor, reference: Tensor, shift: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         """The sums of :meth:`_segment_sums` from one pass over the whole chunk and a one-hot
         product (:func:`onehot_sums`; rows left out go to a spare group, dropped)."""
-        values, kept = shifted_values(estimates, reference, reference_norm, shift)
-        ids = self._group_ids(self.added, estimates.shape[0], values.device)
-        sums = onehot_sums(values, torch.where(kept, ids, self.groups), self.groups + 1)
+        norm = torch.linalg.vector_norm(reference)
+        values, kept = shifted_values(estimates, reference, norm, shift)
+        touched = self._touched(self.added, estimates.shape[0])
+        ids = self._group_ids(self.added, estimates.shape[0], values.device) - touched.start
+        groups = touched.stop - touched.start
+        sums = onehot_sums(values, torch.where(kept, ids, groups), groups + 1)
         return tuple(part[:-1] for part in sums)
+
+    def _touched(self, first: int, m: int) -> slice:
+        """The groups of samples ``first … first + m − 1``: consecutive, ⌊i·G/N⌋ of the first
+        to that of the last."""
+        return slice(
+            self.groups * first // self.n_total, self.groups * (first + m - 1) // self.n_total + 1
+        )
 
     def _segments(self, first: int, m: int) -> list[tuple[int, int, int]]:
         """(group, start, stop) of the rows ``start:stop`` of a chunk of samples ``first …
