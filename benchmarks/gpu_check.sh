@@ -70,8 +70,6 @@ command_line="bash benchmarks/gpu_check.sh $*"
 if ((dry_run)); then
   device=cpu
   export JAX_PLATFORMS=cpu
-  # One compilation of the statistics per process would be most of a tiny step's time.
-  export GRADBENCH_COMPILE=0
   anchor_options=(--cells '16:2000,1024:256' --loop-samples 20 --repeats 1)
   default_suite=(gaussian-square bernoulli-toy -n 2000)
   model_options=(-n 200 -e reinforce -e rloo --reference-estimator reparam)
