@@ -335,8 +335,9 @@ def stored_value_tolerance(row: dict, column: str) -> tuple[float, float]:
     where a column is a small difference (the bias of an estimator close to unbiased, and the
     p-value from it: up to 1.3e-6 seen), so 1e-5; and the per-sample columns are reduced in
     float32 on a GPU (float64 on the CPU), a relative error of at most P·ε₃₂ per sample,
-    i.e. absolute errors of 1e-5 of the column's scale (the MSE for its standard error, 1 for the cosine), and the
-    sign error may differ by one sample whose g·g* is within rounding of 0 (1/n)."""
+    i.e. absolute errors of 1e-5 of the column's scale (the MSE for its standard error, 1 for
+    the cosine), and the sign error may differ by one sample whose g·g* is within rounding
+    of 0 (1/n)."""
     if row["dtype"] != "float32":
         return 1e-9, 1e-300
     scale = {"mse_se": row["mse"], "cosine": 1.0, "cosine_se": 1.0, "sign_error_se": 1.0}
