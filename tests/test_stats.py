@@ -478,19 +478,21 @@ def torch_fold(g, segments, reference, shift):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_the_cpu_loop_equals_the_torch_definition(dtype):
-    """numba's loop and the torch kernels give each segment the same count and sums: segments
-    of 1 to 400 rows, rows left out among them (NaN, −∞, a squared distance beyond the dtype's
-    range), a zero estimate (cosine 0). Exact for the counts; for the sums float64 rounding,
-    and for float32 estimates the per-sample columns' rounding in float32 (a few ε₃₂
-    relative: rtol 1e-5)."""
+@pytest.mark.parametrize("coordinates", [7, 33])
+def test_the_cpu_loop_equals_the_torch_definition(dtype, coordinates):
+    """numba's loop and the torch kernels give each segment the same count and sums: rows one
+    by one (7 coordinates) and in blocks (33), segments of 1 to 400 rows, rows left out among
+    them (NaN, −∞, a squared distance beyond the dtype's range), a zero estimate (cosine 0).
+    Exact for the counts; for the sums float64 rounding, and for float32 estimates the
+    per-sample columns' rounding in float32 (a few ε₃₂ relative: rtol 1e-5)."""
     from gradbench.stats import cpu_fold, fused
 
+    assert 7 < cpu_fold.WIDE <= 33
     generator = torch.Generator().manual_seed(21)
-    g = (3.0 + torch.randn(1000, 33, generator=generator, dtype=torch.float64)).to(dtype)
+    g = (3.0 + torch.randn(1000, coordinates, generator=generator, dtype=torch.float64)).to(dtype)
     beyond = math.sqrt(torch.finfo(dtype).max) * 10  # finite, its square is not
     g[17, 4], g[400, 0], g[401, 2], g[650] = math.nan, -math.inf, beyond, 0.0
-    reference = torch.linspace(-1, 2, 33, dtype=dtype)
+    reference = torch.linspace(-1, 2, coordinates, dtype=dtype)
     norm = torch.linalg.vector_norm(reference)
     shift = torch.cat([g[1], fused.sample_columns(g[1:2], reference, norm)[0]]).double()
     segments = list(itertools.pairwise([0, 1, 2, 53, 60, 400, 401, 999, 1000]))
