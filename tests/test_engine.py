@@ -208,31 +208,6 @@ def test_an_estimators_own_working_memory_shrinks_its_chunk(objective_name, esti
     assert run_pair(objective, estimator, config).chunk_size == chunk
 
 
-def test_a_cpu_chunk_is_sized_to_the_target_and_at_least_aligned_rows_within_the_budget():
-    """A CPU chunk fills the cache-sized target, not the whole budget (an explicit budget above
-    the target too); where 16 rows exceed the target but fit the budget, a chunk is 16 rows;
-    only past the budget does the plan refuse."""
-    from gradbench.engine import memory
-    from gradbench.engine.run import MemoryBudgetError
-
-    objective = GaussianSquare(dim=64)
-    params = objective.parameters()
-    target, budget = memory.TARGET["cpu"], memory.DEFAULT_BUDGET["cpu"]
-    assert target < budget
-
-    def rows(evaluations: int = 1, memory_budget: int | None = None) -> int:
-        config = RunConfig(n_samples=10**9, memory_budget=memory_budget)
-        return choose_chunk_size(objective, params, evaluations, config)
-
-    sized = rows()
-    assert sized == rows(memory_budget=budget) == rows(memory_budget=target)
-    assert abs(4 * rows(memory_budget=target // 4) - sized) <= 4 * 16  # linear in the bytes
-    # Evaluations whose 16 rows need about twice the target: within the budget.
-    assert rows(evaluations=2 * sized // 16) == 16
-    with pytest.raises(MemoryBudgetError):
-        rows(evaluations=64 * sized)
-
-
 def test_chunk_budget_is_capped_by_free_memory(monkeypatch):
     from gradbench.engine import memory
 

@@ -1,10 +1,8 @@
-"""How much working memory a chunk of estimates may use on a device, and what it is sized to.
+"""How much working memory a chunk of estimates may use on a device.
 
 The budget is a fixed default per device type (so that the chunk size, and with it the random
 draws, are the same from run to run), lowered to half the memory the device has free when that
-is less. An explicit budget or chunk size overrides both. Within the budget a chunk is sized to
-a smaller target where the device has one: on a CPU, chunks of a few tens of MiB keep their
-temporaries near the caches and run faster than chunks that fill the budget.
+is less. An explicit budget or chunk size overrides both.
 """
 
 from __future__ import annotations
@@ -15,9 +13,6 @@ import torch
 
 #: Default working memory of a chunk per device type, in bytes.
 DEFAULT_BUDGET = {"cpu": 256 * 2**20, "cuda": 4 * 2**30}
-#: Working memory a chunk is sized to, per device type, where less than the budget: 64 MiB ran
-#: the engine 25–45% faster than 256 MiB on this project's CPU (docs/performance.md).
-TARGET = {"cpu": 64 * 2**20}
 #: Never plan to use more than this fraction of the free memory.
 FREE_FRACTION = 0.5
 
@@ -39,12 +34,6 @@ def chunk_budget(device: torch.device, requested: int | None = None) -> int:
     budget = requested or DEFAULT_BUDGET.get(device.type, DEFAULT_BUDGET["cpu"])
     free = free_bytes(device)
     return budget if free is None else max(1, min(budget, int(free * FREE_FRACTION)))
-
-
-def chunk_target(device: torch.device, budget: int) -> int:
-    """Bytes a chunk is sized to within ``budget``: the device's :data:`TARGET`, or the
-    budget where that is less or the device has none."""
-    return min(budget, TARGET.get(device.type, budget))
 
 
 def describe_bytes(count: float) -> str:

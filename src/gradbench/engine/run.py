@@ -25,7 +25,7 @@ from gradbench.core.objective import Objective, Reference
 from gradbench.core.params import ParamLayout, Params
 from gradbench.core.seeding import derive_seed
 from gradbench.core.status import Status
-from gradbench.engine.memory import chunk_budget, chunk_target, describe_bytes
+from gradbench.engine.memory import chunk_budget, describe_bytes
 from gradbench.engine.reference import (
     MAX_ROWS_PER_CALL,
     ReferencePlan,
@@ -127,11 +127,9 @@ def choose_chunk_size(
     config: RunConfig,
     working_bytes: int = 0,
 ) -> int:
-    """Rows per chunk: ``config.chunk_size`` if given, else what fits the device's chunk
-    target (:func:`~gradbench.engine.memory.chunk_target`; at least :data:`ROW_ALIGNMENT` rows
-    where those fit the memory budget) beside the statistics' own state, rounded down to a
-    multiple of :data:`ROW_ALIGNMENT`. An estimate costs its evaluations' temporaries,
-    ``working_bytes`` of the estimator's own
+    """Rows per chunk: ``config.chunk_size`` if given, else what fits the memory budget beside
+    the statistics' own state, rounded down to a multiple of :data:`ROW_ALIGNMENT`. An
+    estimate costs its evaluations' temporaries, ``working_bytes`` of the estimator's own
     (:meth:`~gradbench.core.estimator.Estimator.working_bytes`) and its statistics' float64
     values.
 
@@ -160,7 +158,6 @@ def choose_chunk_size(
             f" on {config.device.type}; lower the size of θ (--set), or pass --chunk-size N to"
             " run anyway (chunks under 16 rows draw other random numbers than aligned ones)"
         )
-    rows = min(rows, max(smallest, (chunk_target(config.device, budget) - state) // per_estimate))
     if rows >= ROW_ALIGNMENT:
         rows -= rows % ROW_ALIGNMENT
     return max(1, min(config.n_samples, rows))
