@@ -204,6 +204,18 @@ def score_function(objective: Objective, params: Params, x: Tensor) -> Tensor:
     )
 
 
+def pathwise_gradients(objective: Objective, params: Params, noise: Tensor) -> Tensor:
+    """∇_θ f(T_θ(ε_i); θ) ``[n, P]`` of noise ε ``[n, *noise_event]``: the objective's closed
+    form (:meth:`~gradbench.core.objective.Objective.pathwise`) where it has one, else autograd
+    through ``transform`` and ``cost``."""
+    closed = objective.pathwise(noise, params)
+    if closed is not None:
+        return closed
+    return per_sample_gradients(
+        lambda theta: objective.cost(objective.transform(noise, theta), theta), params, len(noise)
+    )
+
+
 def logit_pullback(
     logits_of: Callable[[Params], Tensor], logit_gradient: Tensor, params: Params
 ) -> Tensor:

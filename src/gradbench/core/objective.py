@@ -228,6 +228,14 @@ class Objective(ABC):
         (:mod:`gradbench.extend.objective_conformance`)."""
         return None
 
+    def pathwise(self, noise: Tensor, params: Params) -> Tensor | None:
+        """∇_θ f(T_θ(ε); θ) of each noise row ε, ``[n, P]`` in :class:`ParamLayout` order, for
+        noise ``[n, *noise_event]`` and θ unbatched, in closed form where the objective gives
+        one; None (the default) where it does not, and the pathwise estimators differentiate
+        ``cost(transform(ε, θ), θ)`` by autograd instead. ``gradbench check`` compares the two
+        (:mod:`gradbench.extend.objective_conformance`)."""
+        return None
+
     def sample(self, params: Params, n: int, generator: torch.Generator) -> Tensor:
         """n draws x ~ q_θ, ``[n, *event]``, detached from θ."""
         with torch.no_grad():

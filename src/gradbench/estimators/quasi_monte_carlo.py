@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 from torch.quasirandom import SobolEngine
 
-from gradbench.core.estimator import Estimator, per_sample_gradients
+from gradbench.core.estimator import Estimator, pathwise_gradients
 from gradbench.core.objective import Capability, Objective
 from gradbench.core.params import Params
 from gradbench.core.settings import Setting
@@ -162,9 +162,4 @@ class RandomizedQuasiMonteCarlo(Estimator):
         shape = probe.shape[1:]
         uniforms = scrambled_sobol_nets(n, m, shape.numel(), generator, probe.dtype)
         noise = objective.noise_from_uniforms(uniforms.reshape(n * m, *shape), params)
-
-        def surrogate(theta: Params) -> Tensor:
-            return objective.cost(objective.transform(noise, theta), theta)
-
-        gradients = per_sample_gradients(surrogate, params, n * m)
-        return gradients.reshape(n, m, -1).mean(1)
+        return pathwise_gradients(objective, params, noise).reshape(n, m, -1).mean(1)

@@ -13,13 +13,14 @@ import torch
 from torch import Tensor
 
 from gradbench.analysis.exact_variance import SeparableGaussian, pathwise_variance
-from gradbench.core.estimator import Estimator, per_sample_gradients
+from gradbench.core.estimator import Estimator, pathwise_gradients
 from gradbench.core.objective import Capability, Objective
 from gradbench.core.params import Params
 
 
 class Reparam(Estimator):
-    """Surrogate L_i = f(T_θ(ε_i); θ) with ε_i drawn from the run's generator."""
+    """Surrogate L_i = f(T_θ(ε_i); θ) with ε_i drawn from the run's generator (or the
+    objective's closed form of its gradient, :meth:`Objective.pathwise`)."""
 
     name = "reparam"
     description = "pathwise ∇f(x(ε; θ)) through rsample()"
@@ -28,12 +29,7 @@ class Reparam(Estimator):
     def estimate(
         self, objective: Objective, params: Params, n: int, generator: torch.Generator
     ) -> Tensor:
-        noise = objective.noise(n, params, generator)
-
-        def surrogate(theta: Params) -> Tensor:
-            return objective.cost(objective.transform(noise, theta), theta)
-
-        return per_sample_gradients(surrogate, params, n)
+        return pathwise_gradients(objective, params, objective.noise(n, params, generator))
 
     def exact_variance(self, objective: Objective, params: Params) -> Tensor | None:
         gaussian = SeparableGaussian.of(objective, params)

@@ -78,6 +78,7 @@ def check_objective(
         ("declared capabilities", _declared),
         ("claims", _claims),
         ("closed-form score", _closed_form_score),
+        ("closed-form pathwise gradient", _closed_form_pathwise),
         ("draws follow q_θ", _sampling),
         ("reference", _reference),
     ]
@@ -181,31 +182,63 @@ def _determinism(objective: Objective, config: RunConfig) -> list[Check]:
     ]
 
 
-#: Relative agreement of a closed-form score with autograd's (float64 rounding of a few
-#: operations each, on draws of a standard batch).
-SCORE_RTOL = 1e-8
+#: Relative agreement of a closed form (score, pathwise gradient) with autograd (float64
+#: rounding of a few operations each, on draws of a standard batch).
+CLOSED_FORM_RTOL = 1e-8
 
 
 def _closed_form_score(objective: Objective, config: RunConfig) -> list[Check]:
     """:meth:`Objective.score`, where given, equals autograd's ∇_θ log q_θ(x) on a batch of
     draws, at θ and at a nudged θ."""
-    label = "closed-form score"
-    checks = []
-    for params in (_params(objective, config), _nudged(_params(objective, config))):
+
+    def forms(params: Params) -> tuple[Tensor | None, Callable[[], Tensor]]:
         _, x, _ = _draw(objective, params, config)
-        closed = objective.score(x, params)
-        if closed is None:
-            return [Check(objective.name, label, SKIP, "no closed form: autograd through log_prob")]
-        autograd = per_sample_gradients(
-            lambda theta, x=x: objective.distribution(theta).log_prob(x), params, len(x)
+        return objective.score(x, params), lambda: per_sample_gradients(
+            lambda theta: objective.distribution(theta).log_prob(x), params, len(x)
         )
-        scale = float(autograd.abs().max()) if autograd.numel() else 0.0
+
+    return _closed_form(objective, config, "closed-form score", "autograd through log_prob", forms)
+
+
+def _closed_form_pathwise(objective: Objective, config: RunConfig) -> list[Check]:
+    """:meth:`Objective.pathwise`, where given, equals autograd's ∇_θ f(T_θ(ε); θ) on a batch
+    of noise, at θ and at a nudged θ."""
+
+    def forms(params: Params) -> tuple[Tensor | None, Callable[[], Tensor]]:
+        noise, _, _ = _draw(objective, params, config)
+        return objective.pathwise(noise, params), lambda: per_sample_gradients(
+            lambda theta: objective.cost(objective.transform(noise, theta), theta),
+            params,
+            len(noise),
+        )
+
+    autograd = "autograd through transform and cost"
+    return _closed_form(objective, config, "closed-form pathwise gradient", autograd, forms)
+
+
+def _closed_form(
+    objective: Objective,
+    config: RunConfig,
+    label: str,
+    fallback: str,
+    forms: Callable[[Params], tuple[Tensor | None, Callable[[], Tensor]]],
+) -> list[Check]:
+    """The check that a closed form ``[n, P]`` equals autograd's, to :data:`CLOSED_FORM_RTOL` of
+    the largest entry, at θ and at a nudged θ; ``forms(θ)`` gives the closed form (None where
+    the objective has none: ``fallback`` is used) and autograd's, to compute."""
+    errors = []
+    for params in (_params(objective, config), _nudged(_params(objective, config))):
+        closed, autograd_of = forms(params)
+        if closed is None:
+            return [Check(objective.name, label, SKIP, f"no closed form: {fallback}")]
+        autograd = autograd_of()
+        scale = max(float(autograd.abs().max()) if autograd.numel() else 0.0, 1.0)
         error = float((closed - autograd).abs().max()) if closed.shape == autograd.shape else None
-        if error is None or error > SCORE_RTOL * max(scale, 1.0):
+        if error is None or error > CLOSED_FORM_RTOL * scale:
             found = "shape " + str(tuple(closed.shape)) if error is None else f"{error:.3g}"
             return [Check(objective.name, label, FAIL, f"differs from autograd's: {found}")]
-        checks.append(error / max(scale, 1.0))
-    evidence = f"agrees with autograd's to {max(checks):.2g} relative, at θ and a nudged θ"
+        errors.append(error / scale)
+    evidence = f"agrees with autograd's to {max(errors):.2g} relative, at θ and a nudged θ"
     return [Check(objective.name, label, PASS, evidence)]
 
 

@@ -108,9 +108,34 @@ class GaussianObjective(DiagonalGaussian):
         variances (then none is given)."""
         return self.coordinate_cost
 
+    def pathwise(self, noise: Tensor, params: Params) -> Tensor | None:
+        """∇_θ f(μ + σ ⊙ ε) per noise row: ∂/∂μ = c'(x), ∂/∂σ = c'(x) ⊙ ε, ``[n, 2D]``; None
+        where c' is not given (:meth:`coordinate_slope`) or a subclass changes the
+        parameters, the transform or the cost."""
+        if (
+            set(params) != {"mu", "sigma"}
+            or type(self).transform is not DiagonalGaussian.transform
+            or type(self).cost is not GaussianObjective.cost
+        ):
+            return None
+        x = self.transform(noise, params)
+        slope = self.coordinate_slope(x)
+        if slope is None:
+            return None
+        gradient = x.new_empty(len(x), ParamLayout.of(params).size)
+        parts = ParamLayout.of(params).unflatten(gradient)  # views into its columns
+        parts["mu"].copy_(slope)
+        torch.mul(slope, noise, out=parts["sigma"])
+        return gradient
+
     @abstractmethod
     def coordinate_cost(self, x: Tensor) -> Tensor:
         """c(x), elementwise."""
+
+    def coordinate_slope(self, x: Tensor) -> Tensor | None:
+        """c'(x), elementwise, in closed form (a new tensor); None (the default): the
+        pathwise estimators differentiate c by autograd."""
+        return None
 
     @abstractmethod
     def expected_coordinate_cost(self, mu: Tensor, sigma: Tensor) -> Tensor:
@@ -126,6 +151,9 @@ class GaussianSquare(GaussianObjective):
 
     def coordinate_cost(self, x: Tensor) -> Tensor:
         return (x - self.k) ** 2
+
+    def coordinate_slope(self, x: Tensor) -> Tensor:
+        return (x - self.k).mul_(2)
 
     def expected_coordinate_cost(self, mu: Tensor, sigma: Tensor) -> Tensor:
         return (mu - self.k) ** 2 + sigma**2
@@ -158,6 +186,10 @@ class GaussianExp(GaussianObjective):
     def coordinate_cost(self, x: Tensor) -> Tensor:
         return torch.exp(-self.k * x**2)
 
+    def coordinate_slope(self, x: Tensor) -> Tensor:
+        """−2k x exp(−k x²)."""
+        return self.coordinate_cost(x).mul_(x).mul_(-2 * self.k)
+
     def expected_coordinate_cost(self, mu: Tensor, sigma: Tensor) -> Tensor:
         spread = 1 + 2 * self.k * sigma**2
         return torch.exp(-self.k * mu**2 / spread) / torch.sqrt(spread)
@@ -180,6 +212,10 @@ class GaussianCos(GaussianObjective):
 
     def coordinate_cost(self, x: Tensor) -> Tensor:
         return torch.cos(self.k * x)
+
+    def coordinate_slope(self, x: Tensor) -> Tensor:
+        """−k sin(k x)."""
+        return torch.sin(self.k * x).mul_(-self.k)
 
     def expected_coordinate_cost(self, mu: Tensor, sigma: Tensor) -> Tensor:
         return torch.cos(self.k * mu) * torch.exp(-0.5 * (self.k * sigma) ** 2)

@@ -1,4 +1,5 @@
-"""The score-function estimators' closed-form path (Objective.score) against autograd's."""
+"""The closed-form rules (Objective.score of the score-function estimators, Objective.pathwise
+of the pathwise ones) against autograd's."""
 
 from __future__ import annotations
 
@@ -8,18 +9,21 @@ import torch
 from gradbench.core.objective import Objective
 from gradbench.estimators.moving_average import MovingAverageBaseline
 from gradbench.estimators.optimal_baseline import OptimalBaseline
+from gradbench.estimators.quasi_monte_carlo import RandomizedQuasiMonteCarlo
 from gradbench.estimators.reinforce import Reinforce
+from gradbench.estimators.reparam import Reparam
 from gradbench.estimators.sample_baselines import BatchMean, LeaveOneOut
 from gradbench.extend.objective_conformance import FAIL, PASS, check_objective
-from gradbench.objectives.gaussian import GaussianCos, GaussianSquare
+from gradbench.objectives.gaussian import GaussianCos, GaussianExp, GaussianSquare
 from gradbench.objectives.logistic_regression import BayesianLogisticRegression
 
 
 def estimates(estimator, objective, closed_form: bool, monkeypatch) -> torch.Tensor:
     """Estimates at the objective's θ in float64 from a fixed seed, with the objective's
-    closed-form score or (``closed_form=False``) with autograd's."""
+    closed forms (score, pathwise gradient) or (``closed_form=False``) with autograd's."""
     if not closed_form:
         monkeypatch.setattr(type(objective), "score", Objective.score)
+        monkeypatch.setattr(type(objective), "pathwise", Objective.pathwise)
     params = objective.parameters()
     estimator.reset(objective, params)
     try:
@@ -57,13 +61,52 @@ class WrongScore(GaussianSquare):
         return torch.cat([z / params["sigma"], z * z / params["sigma"]], dim=-1)
 
 
-def test_the_objective_check_compares_a_closed_form_score_with_autograd():
+class WrongPathwise(GaussianSquare):
+    """c'(x) = 2x, the shift k forgotten: the check must catch it."""
+
+    name = "wrong-pathwise"
+
+    def coordinate_slope(self, x):
+        return 2 * x
+
+
+def test_the_objective_check_compares_closed_forms_with_autograd():
     outcomes = {
         name: {c.check: c.outcome for c in check_objective(objective(), n_samples=2000).checks}
-        for name, objective in (("right", GaussianSquare), ("wrong", WrongScore))
+        for name, objective in (
+            ("right", GaussianSquare),
+            ("wrong score", WrongScore),
+            ("wrong pathwise", WrongPathwise),
+        )
     }
     assert outcomes["right"]["closed-form score"] == PASS
-    assert outcomes["wrong"]["closed-form score"] == FAIL
+    assert outcomes["right"]["closed-form pathwise gradient"] == PASS
+    assert outcomes["wrong score"]["closed-form score"] == FAIL
+    assert outcomes["wrong score"]["closed-form pathwise gradient"] == PASS
+    assert outcomes["wrong pathwise"]["closed-form pathwise gradient"] == FAIL
+    assert outcomes["wrong pathwise"]["closed-form score"] == PASS
+
+
+PATHWISE = [Reparam, lambda: RandomizedQuasiMonteCarlo(points=8)]
+
+
+@pytest.mark.parametrize("make_estimator", PATHWISE)
+@pytest.mark.parametrize(
+    "make_objective", [lambda: GaussianSquare(dim=5), lambda: GaussianExp(k=0.3), GaussianCos]
+)
+def test_the_closed_form_pathwise_gradient_gives_autograds_estimates(
+    make_estimator, make_objective, monkeypatch
+):
+    """Same noise, same estimates: c'(x) and c'(x) ⊙ ε by hand against autograd through
+    μ + σ ⊙ ε and c, float64 rounding apart."""
+    objective = make_objective()
+    params = objective.parameters()
+    noise = objective.noise(2, params, torch.Generator().manual_seed(0))
+    assert objective.pathwise(noise, params) is not None
+    closed = estimates(make_estimator(), objective, True, monkeypatch)
+    by_autograd = estimates(make_estimator(), objective, False, monkeypatch)
+    scale = by_autograd.abs().max()
+    torch.testing.assert_close(closed, by_autograd, rtol=1e-9, atol=1e-12 * float(scale))
 
 
 class WithCostParameter(GaussianSquare):
@@ -78,11 +121,14 @@ class WithCostParameter(GaussianSquare):
         return ((x - params["shift"].sum()) ** 2).sum(-1)
 
 
-@pytest.mark.parametrize("make_estimator", ESTIMATORS)
+@pytest.mark.parametrize("make_estimator", ESTIMATORS + PATHWISE)
 def test_a_subclass_with_a_cost_parameter_keeps_autograds_estimates(make_estimator, monkeypatch):
-    """The closed form covers μ and σ, gives 0 for the shift's score and leaves ∇f to
-    autograd: the same estimates as autograd through the whole surrogate."""
+    """The closed-form score covers μ and σ, gives 0 for the shift's score and leaves ∇f to
+    autograd; the closed-form pathwise gradient stands aside (the subclass has a cost of its
+    own): the same estimates as autograd through the whole surrogate."""
     objective = WithCostParameter()
+    params = objective.parameters()
+    assert objective.pathwise(objective.noise(2, params, torch.Generator()), params) is None
     closed = estimates(make_estimator(), objective, True, monkeypatch)
     by_autograd = estimates(make_estimator(), objective, False, monkeypatch)
     assert closed.shape[1] == sum(v.numel() for v in objective.parameters().values())
