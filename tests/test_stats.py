@@ -502,3 +502,21 @@ def test_the_cpu_loop_equals_the_torch_definition(dtype, coordinates):
     tolerance = 1e-12 if dtype == torch.float64 else 1e-5
     for a, b in zip(loop[1:], torch_sums[1:], strict=True):
         torch.testing.assert_close(a, b, rtol=tolerance, atol=tolerance * b.abs().max())
+
+
+@pytest.mark.parametrize("first_finite", [0, 5, 16, 40, None])
+def test_the_shift_is_the_first_finite_row_wherever_it_lies(first_finite):
+    """The shift is the first all-finite row and its columns, found within the CPU's first
+    rows or past them; where no row is finite, the first row with 0 for what is not finite."""
+    from gradbench.stats import accumulator, fused
+
+    g = torch.randn(64, 5, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    stop = 64 if first_finite is None else first_finite
+    g[:stop, 1] = math.nan
+    reference = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    norm = torch.linalg.vector_norm(reference)
+    shift = accumulator.first_shift(g, reference, norm)
+    row = g[first_finite or 0 :][:1]
+    expected = torch.cat([row, fused.sample_columns(row, reference, norm)], 1).squeeze(0)
+    assert torch.equal(shift, expected.nan_to_num(0.0))
+    assert shift.isfinite().all() and (shift[1] == 0) == (first_finite is None)

@@ -185,11 +185,19 @@ def onehot_sums(values: Tensor, ids: Tensor, groups: int) -> tuple[Tensor, Tenso
     return sums[:, :1], sums[:, 1 : 1 + width], sums[:, 1 + width :]
 
 
+#: Rows of the first chunk a CPU scan for its first finite row looks at before the rest.
+FIRST_ROWS = 16
+
+
 def first_shift(estimates: Tensor, reference: Tensor, reference_norm: Tensor) -> Tensor:
     """The shift ``[P + 3]`` float64: the first row of the first chunk whose coordinates are
     all finite (zeros where none is), with its per-sample columns, any of them that overflow
-    set to 0; found on the device, with no read-back."""
-    row = torch.argmax(estimates.isfinite().all(dim=1).to(torch.int8))
+    set to 0. On a GPU found with no read-back (a scan of the whole chunk); on the CPU, where a
+    read-back is free, from the first :data:`FIRST_ROWS` rows when one of them is finite."""
+    rows = estimates
+    if estimates.device.type == "cpu" and bool(estimates[:FIRST_ROWS].isfinite().all(1).any()):
+        rows = estimates[:FIRST_ROWS]
+    row = torch.argmax(rows.isfinite().all(dim=1).to(torch.int8))
     first = estimates.index_select(0, row.reshape(1))
     values = torch.cat([first, sample_columns(first, reference, reference_norm)], 1).double()
     return torch.where(values.isfinite(), values, 0.0).squeeze(0)
