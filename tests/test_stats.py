@@ -283,20 +283,30 @@ def test_fused_statistics_match_a_float64_two_pass_on_adversarial_data(
     assert summary.coordinate_variance[3] == 0  # a constant column: exactly zero
 
 
-def test_the_gpu_path_sums_equal_the_cpu_path_sums():
-    """The one-hot product over a chunk (deterministic on a GPU) and the fused pass per group
-    (the CPU) give the same group sums, rows with NaN and ∞ left out by both."""
+def test_the_gpu_path_moments_equal_the_cpu_path_moments(monkeypatch):
+    """The one-hot product over a chunk and a Chan merge in torch (deterministic on a GPU) and
+    the CPU's loop that merges in place give the same group moments, a chunk starting inside a
+    group, rows with NaN and ∞ left out by both."""
+    from gradbench.stats import accumulator
+
     generator = torch.Generator().manual_seed(5)
-    values = torch.randn(1000, 7, generator=generator, dtype=torch.float64)
+    values = torch.randn(1300, 7, generator=generator, dtype=torch.float64)
     values[::13, 2] = math.nan
     values[5, 0] = math.inf
-    statistics = GradientStatistics(torch.ones(7, dtype=torch.float64), 5000)
-    statistics.add(values[:300])  # the next chunk starts inside a group
-    reference, shift = statistics.reference, statistics.shift
-    by_segments = statistics._segment_sums(values, reference, shift)
-    by_product = statistics._onehot_sums(values, reference, shift)
-    for segments, product in zip(by_segments, by_product, strict=True):
-        torch.testing.assert_close(segments, product, rtol=1e-12, atol=1e-12)
+
+    def moments() -> GradientStatistics:
+        statistics = GradientStatistics(torch.ones(7, dtype=torch.float64), 5000)
+        for chunk in (values[:300], values[300:]):  # the second starts inside a group
+            statistics.add(chunk)
+        return statistics
+
+    on_cpu = moments()
+    monkeypatch.setattr(accumulator, "sums_by_segments", lambda device: False)
+    by_product = moments()
+    assert int(on_cpu.nonfinite) == int(by_product.nonfinite) == 101
+    assert torch.equal(on_cpu.count, by_product.count)
+    for cpu, product in ((on_cpu.mean, by_product.mean), (on_cpu.m2, by_product.m2)):
+        torch.testing.assert_close(cpu, product, rtol=1e-12, atol=1e-12)
 
 
 def test_non_finite_rows_leave_the_gpu_path_statistics_defined(monkeypatch):
@@ -480,7 +490,7 @@ def torch_fold(g, segments, reference, shift):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("coordinates", [7, 33])
 def test_the_cpu_loop_equals_the_torch_definition(dtype, coordinates):
-    """numba's loop and the torch kernels give each segment the same count and sums: rows one
+    """numba's loop and the torch kernels give each segment the same count and moments: rows one
     by one (7 coordinates) and in blocks (33), segments of 1 to 400 rows, rows left out among
     them (NaN, −∞, a squared distance beyond the dtype's range), a zero estimate (cosine 0).
     Exact for the counts; for the sums float64 rounding, and for float32 estimates the
@@ -496,11 +506,16 @@ def test_the_cpu_loop_equals_the_torch_definition(dtype, coordinates):
     norm = torch.linalg.vector_norm(reference)
     shift = torch.cat([g[1], fused.sample_columns(g[1:2], reference, norm)[0]]).double()
     segments = list(itertools.pairwise([0, 1, 2, 53, 60, 400, 401, 999, 1000]))
-    loop = cpu_fold.fold_segments(g, segments, reference, shift)
-    torch_sums = torch_fold(g, segments, reference, shift)
-    assert torch.equal(loop[0], torch_sums[0]) and loop[0].sum() == 997
+    width = coordinates + 3
+    loop = tuple(torch.zeros(len(segments), w, dtype=torch.float64) for w in (1, width, width))
+    groups = [(group, start, stop) for group, (start, stop) in enumerate(segments)]
+    kept = cpu_fold.fold_into(g, groups, reference, shift, loop)
+    count, total, squares = torch_fold(g, segments, reference, shift)
+    assert kept == 997 and torch.equal(loop[0].squeeze(1), count)
+    mean = total / count.clamp(min=1).unsqueeze(1)
+    m2 = (squares - total * mean).clamp(min=0)
     tolerance = 1e-12 if dtype == torch.float64 else 1e-5
-    for a, b in zip(loop[1:], torch_sums[1:], strict=True):
+    for a, b in zip(loop[1:], (mean, m2), strict=True):
         torch.testing.assert_close(a, b, rtol=tolerance, atol=tolerance * b.abs().max())
 
 

@@ -66,11 +66,12 @@ class GradientStatistics:
         """Fold the next chunk of estimates ``[m, P]`` (samples ``added … added + m − 1``).
 
         Per group the chunk touches, the count, Σ v and Σ v² of its values less one shift
-        (:mod:`gradbench.stats.fused`: on the CPU one compiled loop over the chunk,
-        :mod:`gradbench.stats.cpu_fold`; on a GPU one pass over the chunk and a one-hot
-        product); then one Chan merge of those groups. Nothing is read back to the host. The
-        state changes only when the whole chunk is folded, so a chunk that fails (out of
-        memory, say) can be retried.
+        (:mod:`gradbench.stats.fused`), merged into the group's moments (Chan): on the CPU in
+        one compiled loop over the chunk that merges in place (:mod:`gradbench.stats.cpu_fold`);
+        on a GPU from one pass over the chunk and a one-hot product. Nothing is read back to
+        the host. The state changes only when the whole chunk is folded (the CPU's loop
+        allocates nothing and cannot fail part-way), so a chunk that fails (out of memory,
+        say) can be retried.
         """
         m = estimates.shape[0]
         if self.added + m > self.n_total:
@@ -79,45 +80,41 @@ class GradientStatistics:
         shift = self.shift
         if self.added == 0:
             shift = first_shift(estimates, reference, torch.linalg.vector_norm(reference))
-        group_sums = self._segment_sums if sums_by_segments(estimates.device) else self._onehot_sums
-        count, total, squares = group_sums(estimates, reference, shift)
-        mean = total / count.clamp(min=1)
-        # Σd² − n·mean² of values already shifted by a sample: no cancellation to speak of.
-        m2 = (squares - total * mean).clamp_(min=0.0)
-        touched = self._touched(self.added, m)
-        state = (self.count, self.mean, self.m2)
-        merged = chan_merge(*(part[touched] for part in state), count, mean, m2)
-        for part, new in zip(state, merged, strict=True):
-            part[touched] = new
-        self.nonfinite = self.nonfinite + (m - count.sum()).to(torch.int64)
+        merge = self._merge_segments if sums_by_segments(estimates.device) else self._merge_onehot
+        kept = merge(estimates, reference, shift)
+        self.nonfinite = self.nonfinite + (m - kept)
         self.shift = shift
         self.eps = max(self.eps, torch.finfo(estimates.dtype).eps)
         self.added += m
 
-    def _segment_sums(
-        self, estimates: Tensor, reference: Tensor, shift: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Count ``[k, 1]``, Σ v and Σ v² ``[k, P + 3]`` of the k groups a CPU chunk touches,
-        from one :func:`gradbench.stats.cpu_fold.fold_segments` (groups are contiguous runs
-        of samples, found from integers alone)."""
-        from gradbench.stats.cpu_fold import fold_segments  # numba: only where a run folds
+    def _merge_segments(self, estimates: Tensor, reference: Tensor, shift: Tensor) -> int:
+        """Merge a CPU chunk into the moments of the groups it touches with one
+        :func:`gradbench.stats.cpu_fold.fold_into` (groups are contiguous runs of samples,
+        found from integers alone); return the rows kept."""
+        from gradbench.stats.cpu_fold import fold_into  # numba: only where a run folds
 
-        segments = [(start, stop) for _, start, stop in self._segments(self.added, len(estimates))]
-        count, total, squares = fold_segments(estimates, segments, reference, shift)
-        return count.unsqueeze(1), total, squares
+        segments = self._segments(self.added, len(estimates))
+        return fold_into(estimates, segments, reference, shift, (self.count, self.mean, self.m2))
 
-    def _onehot_sums(
-        self, estimates: Tensor, reference: Tensor, shift: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """The sums of :meth:`_segment_sums` from one pass over the whole chunk and a one-hot
-        product (:func:`onehot_sums`; rows left out go to a spare group, dropped)."""
+    def _merge_onehot(self, estimates: Tensor, reference: Tensor, shift: Tensor) -> Tensor:
+        """Merge a chunk into the moments of the groups it touches from one pass over the whole
+        chunk and a one-hot product (:func:`onehot_sums`; rows left out go to a spare group,
+        dropped), then one Chan merge of those groups; return the rows kept (a 0-d tensor)."""
         norm = torch.linalg.vector_norm(reference)
         values, kept = shifted_values(estimates, reference, norm, shift)
         touched = self._touched(self.added, estimates.shape[0])
         ids = self._group_ids(self.added, estimates.shape[0], values.device) - touched.start
         groups = touched.stop - touched.start
         sums = onehot_sums(values, torch.where(kept, ids, groups), groups + 1)
-        return tuple(part[:-1] for part in sums)
+        count, total, squares = (part[:-1] for part in sums)
+        mean = total / count.clamp(min=1)
+        # Σd² − n·mean² of values already shifted by a sample: no cancellation to speak of.
+        m2 = (squares - total * mean).clamp_(min=0.0)
+        state = (self.count, self.mean, self.m2)
+        merged = chan_merge(*(part[touched] for part in state), count, mean, m2)
+        for part, new in zip(state, merged, strict=True):
+            part[touched] = new
+        return count.sum().to(torch.int64)
 
     def _touched(self, first: int, m: int) -> slice:
         """The groups of samples ``first … first + m − 1``: consecutive, ⌊i·G/N⌋ of the first

@@ -148,29 +148,55 @@ def _fold_rows(g, start, stop, reference, reference_norm, shift, limit, total, s
 
 
 @numba.njit(cache=True, nogil=True)
-def _fold_segments(
-    g, starts, stops, reference, reference_norm, shift, limit, count, total, squares
-):
-    """Count ``[S]``, Σv and Σv² ``[S, P + 3]`` of each segment ``starts[s]:stops[s]``."""
-    for s in range(starts.shape[0]):
-        count[s] = _fold_rows(
-            g, starts[s], stops[s], reference, reference_norm, shift, limit, total[s], squares[s]
+def _fold_into(g, groups, starts, stops, reference, reference_norm, shift, limit, count, mean, m2):
+    """Merge the kept rows of each segment ``starts[s]:stops[s]`` of ``g`` into the moments of
+    its group ``groups[s]`` in place (``count [G, 1]``, ``mean`` and ``m2 [G, P + 3]``, of
+    v = values − shift), as :func:`gradbench.stats.moments.chan_merge` merges them, operation
+    for operation; return how many rows were kept."""
+    width = shift.shape[0]
+    total = np.empty(width)
+    squares = np.empty(width)
+    kept = 0
+    for s in range(groups.shape[0]):
+        total[:] = 0.0
+        squares[:] = 0.0
+        n_b = _fold_rows(
+            g, starts[s], stops[s], reference, reference_norm, shift, limit, total, squares
         )
+        kept += n_b
+        if n_b == 0:  # the merge of an empty set leaves the group as it is
+            continue
+        group = groups[s]
+        n_a = count[group, 0]
+        n = n_a + n_b
+        for j in range(width):
+            # Σd² − n·mean² of values already shifted by a sample: no cancellation to speak of.
+            mean_b = total[j] / n_b
+            m2_b = max(squares[j] - total[j] * mean_b, 0.0)
+            delta = mean_b - mean[group, j]
+            mean[group, j] = mean[group, j] + delta * (n_b / n)
+            m2[group, j] = m2[group, j] + m2_b + delta * delta * (n_a * n_b / n)
+        count[group, 0] = n
+    return kept
 
 
-def fold_segments(
-    estimates: Tensor, segments: list[tuple[int, int]], reference: Tensor, shift: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Count ``[S]``, Σv and Σv² ``[S, P + 3]`` (float64) of each segment ``(start, stop)``
-    of a CPU chunk ``[m, P]`` against ``reference [P]`` and ``shift [P + 3]`` (float64)."""
-    g = estimates.detach().contiguous().numpy()
+def fold_into(
+    estimates: Tensor,
+    segments: list[tuple[int, int, int]],
+    reference: Tensor,
+    shift: Tensor,
+    moments: tuple[Tensor, Tensor, Tensor],
+) -> int:
+    """Merge a CPU chunk ``[m, P]`` into the group moments ``(count [G, 1], mean [G, P + 3],
+    m2 [G, P + 3])`` (float64, contiguous, changed in place), the rows ``start:stop`` of each
+    segment ``(group, start, stop)`` into their group, against ``reference [P]`` and ``shift
+    [P + 3]`` (float64); return how many rows were kept."""
+    count, mean, m2 = (part.numpy() for part in moments)
     reference64 = reference.detach().to(torch.float64).contiguous().numpy()
-    starts, stops = np.array(segments, dtype=np.int64).reshape(-1, 2).T.copy()
-    count = np.zeros(len(segments))
-    total = np.zeros((len(segments), shift.numel()))
-    squares = np.zeros_like(total)
-    _fold_segments(
-        g,
+    groups, starts, stops = np.array(segments, dtype=np.int64).reshape(-1, 3).T.copy()
+    return _fold_into(
+        estimates.detach().contiguous().numpy(),
+        groups,
         starts,
         stops,
         reference64,
@@ -178,7 +204,6 @@ def fold_segments(
         shift.detach().contiguous().numpy(),
         float(torch.finfo(estimates.dtype).max),
         count,
-        total,
-        squares,
+        mean,
+        m2,
     )
-    return torch.from_numpy(count), torch.from_numpy(total), torch.from_numpy(squares)
