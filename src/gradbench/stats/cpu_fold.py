@@ -4,15 +4,19 @@ Each estimate g_i ``[P]`` is read once, from the chunk as the estimator left it 
 float64), and everything the accumulator keeps is computed from it in float64 registers: the
 per-sample columns e_i = ‖g_i − g*‖² (from the differences themselves), c_i = g_i·g* /
 (‖g_i‖‖g*‖) (0 for a zero estimate), n_i = 1[g_i·g* < 0], then v_i = (g_i, e_i, c_i, n_i) − s
-added to Σv and its square to Σv² ``[P + 3]``. A row is left out when e_i is NaN or larger than
-the estimates' dtype can hold (the rule of :func:`gradbench.stats.fused.shifted_values`, where
-e_i is computed in that dtype and overflows to ∞).
+added to Σv and its square to Σv² ``[P + 3]`` of the row's group segment. A row is left out
+when e_i is NaN or larger than the estimates' dtype can hold (the rule of
+:func:`gradbench.stats.fused.shifted_values`, where e_i is computed in that dtype and
+overflows to ∞). Each segment's count, mean and M2 are then merged into its group's moments in
+place, by the formulas of :func:`gradbench.stats.moments.chan_merge` (Chan, Golub & LeVeque
+1979) in the same order, so the CPU runs no torch kernel per chunk beyond the estimator's.
 
-Rows are summed in order, on one thread (no thread pool to share the cores with torch's).
-Precision: the float64 sums of float64 values, as a float64 two-pass around the
-shift; the per-sample columns are float64 reductions of the estimates, where the torch
-implementation reduces them in the estimates' dtype (a relative difference of at most P·ε of
-that dtype per sample, ε = 6·10⁻⁸ in float32).
+Rows are summed in order, on one thread (no thread pool to share the cores with torch's);
+from :data:`WIDE` coordinates on, in blocks of :data:`BLOCK` rows whose reductions share one
+pass over the coordinates. Precision: the float64 sums of float64 values, as a float64
+two-pass around the shift; the per-sample columns are float64 reductions of the estimates,
+where the torch implementation reduces them in the estimates' dtype (a relative difference of
+at most P·ε of that dtype per sample, ε = 6·10⁻⁸ in float32).
 
 One compiled loop, where eager PyTorch runs some twenty kernels over each block of the chunk
 (3.5–4× faster on this project's CPU, ``docs/performance.md``). numba compiles it once per
