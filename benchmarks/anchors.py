@@ -14,8 +14,10 @@ function at D = 16, N = 10⁶ and D = 1024, N = 10⁵; ``--quick`` divides N by 
   (``pip install 'gradbench[bench]'``);
 * ``randn``: drawing the noise alone, the floor of any Monte Carlo estimator.
 
-Each cell is the median over ``--repeats`` interleaved rounds; the ratios in the last columns
-are engine / estimates, engine / jax and engine / randn of the same round's medians.
+Each cell is the median over ``--repeats`` interleaved rounds. The ratios in the last columns
+(engine / estimates, engine / jax and engine / randn, in estimates per second) are paired: the
+median over rounds of each round's own ratio, so that a machine whose speed drifts between
+rounds (a shared one) moves both sides of a ratio alike.
 """
 
 from __future__ import annotations
@@ -126,14 +128,20 @@ def measure(function: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def median_rates(functions: dict, counts: dict[str, int], repeats: int, device) -> dict:
-    """Estimates per second of each function: ``counts[key]`` over its median wall time in
-    ``repeats`` interleaved rounds (each function already warmed up)."""
+def interleaved_seconds(functions: dict, repeats: int, device) -> dict[str, list[float]]:
+    """Wall seconds of each function in each of ``repeats`` interleaved rounds (each function
+    already warmed up)."""
     seconds: dict[str, list[float]] = {key: [] for key in functions}
     for _ in range(repeats):
         for key, function in functions.items():
             seconds[key].append(measure(function, device))
-    return {key: counts[key] / statistics.median(times) for key, times in seconds.items()}
+    return seconds
+
+
+def paired_ratio(seconds: dict[str, list[float]], anchor: str) -> float:
+    """The engine's rate over ``anchor``'s (same count of estimates): the median over rounds
+    of anchor seconds / engine seconds."""
+    return statistics.median(a / e for a, e in zip(seconds[anchor], seconds["engine"], strict=True))
 
 
 def checked_engine(objective, estimator, config: RunConfig) -> Callable[[], None]:
@@ -180,14 +188,15 @@ def cell_functions(name: str, dim: int, n: int, device: torch.device) -> tuple[d
     return functions, chunk
 
 
-def row(label: str, rate: dict[str, float]) -> str:
-    """One printed line: the rates and the engine's ratios to its anchors."""
+def row(label: str, seconds: dict[str, list[float]], count: int) -> str:
+    """One printed line: the median rates and the engine's paired ratios to its anchors."""
+    rate = {key: count / statistics.median(times) for key, times in seconds.items()}
 
     def cell(key: str) -> str:
         return f"{rate[key]:>10.3g}" if key in rate else f"{'—':>10}"
 
     def ratio(key: str) -> str:
-        return f"{rate['engine'] / rate[key]:>9.2f}" if key in rate else f"{'—':>9}"
+        return f"{paired_ratio(seconds, key):>9.2f}" if key in rate else f"{'—':>9}"
 
     return (
         f"{label:<26}{cell('engine')}{cell('estimates'):>11}{cell('closed')}{cell('t.func')}"
@@ -212,9 +221,12 @@ def main() -> None:
         functions, _ = cell_functions(name, dim, n, device)
         for function in functions.values():
             function()  # warm-up
-        rate = median_rates(functions, dict.fromkeys(functions, n), arguments.repeats, device)
-        print(row(f"{name} D={dim} N={n:.0e}", rate))
-    print("estimates per second, median of", arguments.repeats, "interleaved rounds")
+        seconds = interleaved_seconds(functions, arguments.repeats, device)
+        print(row(f"{name} D={dim} N={n:.0e}", seconds, n))
+    print(
+        f"estimates per second, median of {arguments.repeats} interleaved rounds;"
+        " ratios: median of each round's"
+    )
 
 
 if __name__ == "__main__":
