@@ -87,6 +87,21 @@ def test_the_objective_check_compares_closed_forms_with_autograd():
     assert outcomes["wrong pathwise"]["closed-form score"] == PASS
 
 
+class QuarticWithoutSlope(GaussianSquare):
+    """A user's subclass that redefines c and not c′: GaussianSquare's slope is not its own."""
+
+    name = "quartic-without-slope"
+
+    def coordinate_cost(self, x):
+        return (x - self.k) ** 4
+
+
+def test_a_subclass_that_redefines_the_cost_alone_gets_no_inherited_slope():
+    objective = QuarticWithoutSlope()
+    params = objective.parameters()
+    assert objective.pathwise(objective.noise(2, params, torch.Generator()), params) is None
+
+
 PATHWISE = [Reparam, lambda: RandomizedQuasiMonteCarlo(points=8)]
 
 

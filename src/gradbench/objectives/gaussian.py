@@ -110,12 +110,14 @@ class GaussianObjective(DiagonalGaussian):
 
     def pathwise(self, noise: Tensor, params: Params) -> Tensor | None:
         """∇_θ f(μ + σ ⊙ ε) per noise row: ∂/∂μ = c'(x), ∂/∂σ = c'(x) ⊙ ε, ``[n, 2D]``; None
-        where c' is not given (:meth:`coordinate_slope`) or a subclass changes the
-        parameters, the transform or the cost."""
+        where c' is not given (:meth:`coordinate_slope`), is not the slope of this class's c
+        (a subclass that redefines c and not c'), or a subclass changes the parameters, the
+        transform or the cost."""
         if (
             set(params) != {"mu", "sigma"}
             or type(self).transform is not DiagonalGaussian.transform
             or type(self).cost is not GaussianObjective.cost
+            or not _slope_belongs_to_cost(type(self))
         ):
             return None
         x = self.transform(noise, params)
@@ -140,6 +142,13 @@ class GaussianObjective(DiagonalGaussian):
     @abstractmethod
     def expected_coordinate_cost(self, mu: Tensor, sigma: Tensor) -> Tensor:
         """E[c(x)] for x ~ N(μ, σ²), elementwise, in closed form."""
+
+
+def _slope_belongs_to_cost(cls: type) -> bool:
+    """Whether the class that defines ``cls``'s ``coordinate_cost`` defines its
+    ``coordinate_slope`` too (a slope inherited past a redefined cost is another c's)."""
+    owner = next(base for base in cls.__mro__ if "coordinate_cost" in vars(base))
+    return "coordinate_slope" in vars(owner)
 
 
 class GaussianSquare(GaussianObjective):
