@@ -225,7 +225,7 @@ def main() -> None:
         print(row(f"{name} D={dim} N={n:.0e}", seconds, n))
     print(
         f"estimates per second, median of {arguments.repeats} interleaved rounds;"
-        " ratios: median of each round's"
+        " ratios: median of each round's own ratio"
     )
 
 

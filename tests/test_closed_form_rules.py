@@ -102,6 +102,26 @@ def test_a_subclass_that_redefines_the_cost_alone_gets_no_inherited_slope():
     assert objective.pathwise(objective.noise(2, params, torch.Generator()), params) is None
 
 
+class SharedSigma(GaussianSquare):
+    """A user's subclass with one σ for all three coordinates (broadcast)."""
+
+    name = "shared-sigma"
+
+    def parameters(self):
+        params = super().parameters()
+        return {"mu": params["mu"], "sigma": params["sigma"][:1]}
+
+
+def test_parameters_that_broadcast_get_no_closed_form():
+    """μ [3] and σ [1]: the closed forms would write into columns of the wrong width, so they
+    stand aside and autograd gives the estimates."""
+    objective = SharedSigma(dim=3)
+    params = objective.parameters()
+    noise = objective.noise(4, params, torch.Generator())
+    assert objective.pathwise(noise, params) is None
+    assert objective.score(objective.transform(noise, params), params) is None
+
+
 PATHWISE = [Reparam, lambda: RandomizedQuasiMonteCarlo(points=8)]
 
 

@@ -283,19 +283,22 @@ def test_fused_statistics_match_a_float64_two_pass_on_adversarial_data(
     assert summary.coordinate_variance[3] == 0  # a constant column: exactly zero
 
 
-def test_the_gpu_path_moments_equal_the_cpu_path_moments(monkeypatch):
+@pytest.mark.parametrize("coordinates", [7, 33])
+def test_the_gpu_path_moments_equal_the_cpu_path_moments(coordinates, monkeypatch):
     """The one-hot product over a chunk and a Chan merge in torch (deterministic on a GPU) and
-    the CPU's loop that merges in place give the same group moments, a chunk starting inside a
-    group, rows with NaN and ∞ left out by both."""
+    the CPU's loop that merges in place give the same group moments: rows one by one and in
+    blocks, a chunk starting inside a group, rows with NaN and ∞ left out by both, and a group
+    segment whose rows are all left out merged into a group that has rows."""
     from gradbench.stats import accumulator
 
     generator = torch.Generator().manual_seed(5)
-    values = torch.randn(1300, 7, generator=generator, dtype=torch.float64)
+    values = torch.randn(1300, coordinates, generator=generator, dtype=torch.float64)
     values[::13, 2] = math.nan
     values[5, 0] = math.inf
+    values[300:340, 1] = math.nan  # group 3 (rows 234–311) has rows before the second chunk
 
     def moments() -> GradientStatistics:
-        statistics = GradientStatistics(torch.ones(7, dtype=torch.float64), 5000)
+        statistics = GradientStatistics(torch.ones(coordinates, dtype=torch.float64), 5000)
         for chunk in (values[:300], values[300:]):  # the second starts inside a group
             statistics.add(chunk)
         return statistics
@@ -303,7 +306,7 @@ def test_the_gpu_path_moments_equal_the_cpu_path_moments(monkeypatch):
     on_cpu = moments()
     monkeypatch.setattr(accumulator, "sums_by_segments", lambda device: False)
     by_product = moments()
-    assert int(on_cpu.nonfinite) == int(by_product.nonfinite) == 101
+    assert int(on_cpu.nonfinite) == int(by_product.nonfinite) == 101 + 37
     assert torch.equal(on_cpu.count, by_product.count)
     for cpu, product in ((on_cpu.mean, by_product.mean), (on_cpu.m2, by_product.m2)):
         torch.testing.assert_close(cpu, product, rtol=1e-12, atol=1e-12)

@@ -53,9 +53,11 @@ class DiagonalGaussian(Objective):
         written with z = (x − μ)/σ as z/σ and (z² − 1)/σ; 0 for any other parameter (a
         subclass's cost parameter, which q does not see), ``[n, P]``. None for a subclass
         with a distribution of its own."""
-        if type(self).distribution is not DiagonalGaussian.distribution:
-            return None
         mu, sigma = params["mu"], params["sigma"]
+        if type(self).distribution is not DiagonalGaussian.distribution or not (
+            mu.shape == sigma.shape == x.shape[1:]
+        ):  # another distribution, or μ, σ that broadcast: autograd's business
+            return None
         layout = ParamLayout.of(params)
         # Zeros only where a parameter other than μ and σ has columns.
         allocate = x.new_empty if set(params) == {"mu", "sigma"} else x.new_zeros
@@ -111,10 +113,11 @@ class GaussianObjective(DiagonalGaussian):
     def pathwise(self, noise: Tensor, params: Params) -> Tensor | None:
         """∇_θ f(μ + σ ⊙ ε) per noise row: ∂/∂μ = c'(x), ∂/∂σ = c'(x) ⊙ ε, ``[n, 2D]``; None
         where c' is not given (:meth:`coordinate_slope`), is not the slope of this class's c
-        (a subclass that redefines c and not c'), or a subclass changes the parameters, the
-        transform or the cost."""
+        (a subclass that redefines c and not c'), or a subclass changes the parameters (their
+        names, or shapes other than the noise's), the transform or the cost."""
         if (
             set(params) != {"mu", "sigma"}
+            or not params["mu"].shape == params["sigma"].shape == noise.shape[1:]
             or type(self).transform is not DiagonalGaussian.transform
             or type(self).cost is not GaussianObjective.cost
             or not _slope_belongs_to_cost(type(self))

@@ -23,7 +23,8 @@ def group_count(n_total: int, groups: int = DEFAULT_GROUPS) -> int:
 
 def state_bytes(grad_dim: int, n_total: int) -> int:
     """Bytes of the accumulator's per-group moments (count, mean, M2 of P + 3 columns) for a
-    run of ``n_total`` estimates, twice: a chunk's merge builds the new state beside the old."""
+    run of ``n_total`` estimates, twice: a GPU chunk's merge builds the new state beside the
+    old (the CPU's merges in place and is planned the same, so its chunks, and draws, stay)."""
     return 2 * 8 * group_count(n_total) * (1 + 2 * (grad_dim + PER_SAMPLE_COLUMNS))
 
 
@@ -70,8 +71,8 @@ class GradientStatistics:
         one compiled loop over the chunk that merges in place (:mod:`gradbench.stats.cpu_fold`);
         on a GPU from one pass over the chunk and a one-hot product. Nothing is read back to
         the host. The state changes only when the whole chunk is folded (the CPU's loop
-        allocates nothing and cannot fail part-way), so a chunk that fails (out of memory,
-        say) can be retried.
+        makes its buffers before its first write and cannot fail part-way), so a chunk that
+        fails (out of memory, say) can be retried.
         """
         m = estimates.shape[0]
         if self.added + m > self.n_total:
@@ -164,8 +165,8 @@ class GradientStatistics:
 
 def sums_by_segments(device: torch.device) -> bool:
     """Whether group sums on ``device`` come from sums over each group's rows of one pass over
-    the chunk (:func:`fold_segments`, the CPU) rather than from a one-hot product over the
-    chunk (a GPU: few large kernels)."""
+    the chunk (:func:`gradbench.stats.cpu_fold.fold_into`, the CPU) rather than from a
+    one-hot product over the chunk (a GPU: few large kernels)."""
     return device.type == "cpu"
 
 

@@ -13,10 +13,11 @@ place, by the formulas of :func:`gradbench.stats.moments.chan_merge` (Chan, Golu
 
 Rows are summed in order, on one thread (no thread pool to share the cores with torch's);
 from :data:`WIDE` coordinates on, in blocks of :data:`BLOCK` rows whose reductions share one
-pass over the coordinates. Precision: the float64 sums of float64 values, as a float64
-two-pass around the shift; the per-sample columns are float64 reductions of the estimates,
-where the torch implementation reduces them in the estimates' dtype (a relative difference of
-at most P·ε of that dtype per sample, ε = 6·10⁻⁸ in float32).
+pass over the coordinates and whose values are added as (v₀ + v₁) + (v₂ + v₃). Precision:
+the float64 sums of float64 values, as a float64 two-pass around the shift; the per-sample
+columns are float64 reductions of the estimates, where the torch implementation reduces them
+in the estimates' dtype (a relative difference of at most P·ε of that dtype per sample,
+ε = 6·10⁻⁸ in float32).
 
 One compiled loop, where eager PyTorch runs some twenty kernels over each block of the chunk
 (3.5–4× faster on this project's CPU, ``docs/performance.md``). numba compiles it once per
