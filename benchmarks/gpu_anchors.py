@@ -15,9 +15,10 @@ since its rate does not depend on N. ``peak`` is ``torch.cuda.max_memory_allocat
 engine run, reset before it (empty on the CPU).
 
 Each rate is the median over ``--repeats`` interleaved rounds after a warm-up; the ratios are
-engine / loop, engine / closed and engine / jax. Rows go to stdout and, as each cell finishes,
-to ``--csv``; ``--markdown`` gets the table at the end, or at an interrupt (Ctrl-C, or
-``timeout -s INT``) with the cells done so far.
+engine / loop (of the medians: the loop runs in rounds of its own), engine / closed and
+engine / jax (paired: the median of each round's own ratio, as in ``anchors.py``). Rows go
+to stdout and, as each cell finishes, to ``--csv``; ``--markdown`` gets the table at the end,
+or at an interrupt (Ctrl-C, or ``timeout -s INT``) with the cells done so far.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +35,7 @@ from pathlib import Path
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import torch
-from anchors import ESTIMATORS, MU, SIGMA, cell_functions, median_rates
+from anchors import ESTIMATORS, MU, SIGMA, cell_functions, interleaved_seconds, paired_ratio
 from throughput import hand_loop
 
 from gradbench.objectives.gaussian import GaussianSquare
@@ -81,7 +83,7 @@ def loop_rate(name: str, dim: int, samples: int, repeats: int, device: torch.dev
         hand_loop(objective, estimator, params, samples, generator)
 
     loop()  # warm-up
-    return median_rates({"loop": loop}, {"loop": samples}, repeats, device)["loop"]
+    return samples / statistics.median(interleaved_seconds({"loop": loop}, repeats, device)["loop"])
 
 
 def measure_cell(name: str, dim: int, n: int, loop: float, args, device) -> dict:
@@ -91,13 +93,18 @@ def measure_cell(name: str, dim: int, n: int, loop: float, args, device) -> dict
     for key, function in functions.items():
         if key != "engine":
             function()  # warm-up
-    rate = median_rates(functions, dict.fromkeys(functions, n), args.repeats, device)
+    seconds = interleaved_seconds(functions, args.repeats, device)
+    rate = {key: n / statistics.median(times) for key, times in seconds.items()}
     rate["loop"] = loop
     row: dict[str, object] = {"estimator": name, "dim": dim, "n": n, "chunk": chunk}
     row.update({key: rate.get(key) for key in RATES})
     row["peak_bytes"] = peak
     for ratio, key in RATIOS.items():
-        row[ratio] = rate["engine"] / rate[key] if key in rate else None
+        # Paired per round (anchors.paired_ratio); the loop runs in rounds of its own.
+        if key in seconds:
+            row[ratio] = paired_ratio(seconds, key)
+        else:
+            row[ratio] = rate["engine"] / rate[key] if key in rate else None
     return row
 
 
