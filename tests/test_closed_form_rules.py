@@ -32,6 +32,14 @@ def estimates(estimator, objective, closed_form: bool, monkeypatch) -> torch.Ten
         monkeypatch.undo()
 
 
+def closed_and_autograd(estimator, objective, monkeypatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The estimates with the objective's closed forms and those by autograd, same draws."""
+    return (
+        estimates(estimator(), objective, True, monkeypatch),
+        estimates(estimator(), objective, False, monkeypatch),
+    )
+
+
 ESTIMATORS = [Reinforce, MovingAverageBaseline, OptimalBaseline, LeaveOneOut, BatchMean]
 
 
@@ -44,9 +52,7 @@ def test_the_closed_form_score_gives_autograds_estimates(
 ):
     """Same draws, same estimates: the closed form differs from autograd only by float64
     rounding of a few operations per coordinate."""
-    objective = make_objective()
-    closed = estimates(make_estimator(), objective, True, monkeypatch)
-    by_autograd = estimates(make_estimator(), objective, False, monkeypatch)
+    closed, by_autograd = closed_and_autograd(make_estimator, make_objective(), monkeypatch)
     scale = by_autograd.abs().max()
     torch.testing.assert_close(closed, by_autograd, rtol=1e-9, atol=1e-12 * float(scale))
 
@@ -138,8 +144,7 @@ def test_the_closed_form_pathwise_gradient_gives_autograds_estimates(
     params = objective.parameters()
     noise = objective.noise(2, params, torch.Generator().manual_seed(0))
     assert objective.pathwise(noise, params) is not None
-    closed = estimates(make_estimator(), objective, True, monkeypatch)
-    by_autograd = estimates(make_estimator(), objective, False, monkeypatch)
+    closed, by_autograd = closed_and_autograd(make_estimator, objective, monkeypatch)
     scale = by_autograd.abs().max()
     torch.testing.assert_close(closed, by_autograd, rtol=1e-9, atol=1e-12 * float(scale))
 
@@ -164,7 +169,6 @@ def test_a_subclass_with_a_cost_parameter_keeps_autograds_estimates(make_estimat
     objective = WithCostParameter()
     params = objective.parameters()
     assert objective.pathwise(objective.noise(2, params, torch.Generator()), params) is None
-    closed = estimates(make_estimator(), objective, True, monkeypatch)
-    by_autograd = estimates(make_estimator(), objective, False, monkeypatch)
+    closed, by_autograd = closed_and_autograd(make_estimator, objective, monkeypatch)
     assert closed.shape[1] == sum(v.numel() for v in objective.parameters().values())
     torch.testing.assert_close(closed, by_autograd, rtol=1e-9, atol=1e-9)

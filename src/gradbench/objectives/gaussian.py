@@ -127,8 +127,9 @@ class GaussianObjective(DiagonalGaussian):
         slope = self.coordinate_slope(x)
         if slope is None:
             return None
-        gradient = x.new_empty(len(x), ParamLayout.of(params).size)
-        parts = ParamLayout.of(params).unflatten(gradient)  # views into its columns
+        layout = ParamLayout.of(params)
+        gradient = x.new_empty(len(x), layout.size)
+        parts = layout.unflatten(gradient)  # views into its columns
         parts["mu"].copy_(slope)
         torch.mul(slope, noise, out=parts["sigma"])
         return gradient
