@@ -283,7 +283,7 @@ def _measure(
                 chunk_estimates = estimates(m)
             statistics.add(chunk_estimates)
             # Free the chunk before the next is drawn: its memory is then reused while still
-            # in cache, not held beside a second chunk (measured 1.1-1.4x the whole loop).
+            # in cache, not held beside a second chunk (docs/performance.md).
             chunk_estimates = None
         except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError from torch 2.5 on
             if m == 1:
