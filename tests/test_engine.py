@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from contextlib import nullcontext
 from dataclasses import replace
 
@@ -13,6 +15,7 @@ import torch
 from gradbench import compare, run_comparison
 from gradbench.core.errors import InputError
 from gradbench.core.estimator import Estimator
+from gradbench.core.shapes import broadcast_shape
 from gradbench.engine.run import RunConfig, choose_chunk_size, derive_seed, run_pair, timing_batch
 from gradbench.engine.timing import UNSTABLE
 from gradbench.estimators.moving_average import MovingAverageBaseline
@@ -391,3 +394,30 @@ def test_a_run_too_short_for_its_kurtosis_says_how_many_estimates_it_needs():
     assert any(f"use --samples {needed} or more" in note for note in score.warnings)
     path = run_pair(GaussianSquare(), Reparam(), config)
     assert not any("kurtosis" in note for note in path.warnings)
+
+
+@pytest.mark.parametrize(
+    "shapes",
+    [((2, 1), (3,)), (torch.Size([4, 1, 3]), (2, 1)), ((), (5,)), ((1,), (0,)), ((2, 3),)],
+)
+def test_broadcast_shape_is_torch_broadcast_shapes(shapes):
+    assert broadcast_shape(*shapes) == torch.broadcast_shapes(*shapes)
+
+
+def test_broadcast_shape_refuses_shapes_that_do_not_broadcast():
+    with pytest.raises(RuntimeError, match="must match"):
+        broadcast_shape((2,), (3,))
+
+
+def test_the_objectives_that_broadcast_shapes_do_not_import_sympy():
+    """iwae-discrete and policy-mdp broadcast shapes in their cost; a process that runs them
+    stays free of sympy (34 MB), which torch.broadcast_shapes would import."""
+    script = (
+        "import sys\n"
+        "from gradbench import compare\n"
+        "compare(['iwae-discrete', 'policy-mdp'], ['reinforce'], n_samples=64)\n"
+        "print('sympy' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"

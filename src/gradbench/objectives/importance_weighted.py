@@ -41,6 +41,7 @@ from gradbench.core.importance_weights import bound, term_bounds
 from gradbench.core.objective import Capability, Objective, flat_gradient
 from gradbench.core.params import Params
 from gradbench.core.settings import Setting, at_least, positive
+from gradbench.core.shapes import broadcast_shape
 
 #: Noise coordinates K·d up to which ``iwae-linear-gaussian`` integrates J by quadrature.
 QUADRATURE_DIMENSIONS = 4
@@ -304,6 +305,6 @@ class DiscreteBound(ImportanceWeightedBound):
 def _log_probability(logits: Tensor, z: Tensor) -> Tensor:
     """log softmax(logits)_z: logits ``[*B, C]``, indices z ``[*S, K]`` → ``[*S, K]``."""
     log_p = torch.log_softmax(logits, dim=-1).unsqueeze(-2)  # [*B, 1, C]
-    shape = torch.broadcast_shapes(log_p.shape[:-1], z.shape)
+    shape = broadcast_shape(log_p.shape[:-1], z.shape)
     index = z.long().expand(shape).unsqueeze(-1)
     return log_p.expand(*shape, log_p.shape[-1]).gather(-1, index).squeeze(-1)

@@ -57,6 +57,7 @@ from gradbench.core.device_copies import on_device_of
 from gradbench.core.objective import Objective
 from gradbench.core.params import Params
 from gradbench.core.settings import Setting, at_least
+from gradbench.core.shapes import broadcast_shape
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,7 @@ class RiverSwimPolicy(Objective):
         """Trajectories ``[*S, H, 2]`` (broadcast with θ's batch dims), one step at a time."""
         logits = params["logits"]
         S, A, H = self.mdp.states, self.mdp.actions, self.horizon
-        batch = torch.broadcast_shapes(noise.shape[:-2], logits.shape[:-2])
+        batch = broadcast_shape(noise.shape[:-2], logits.shape[:-2])
         uniform = noise.expand(*batch, H, 2)
         policy = cumulative(torch.softmax(logits, dim=-1)).expand(*batch, S, A)
         transition = on_device_of(self.mdp.transition_function, noise)  # [S·A, S]
