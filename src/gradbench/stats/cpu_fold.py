@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gradbench.stats.summary import PER_SAMPLE_COLUMNS
+
 #: Reassociating the reductions over a row's P coordinates lets LLVM vectorise them; NaN and ∞
 #: keep their IEEE meaning (no ``nnan``/``ninf``), which the left-out rule needs.
 _FAST_MATH = {"reassoc", "contract", "nsz"}
@@ -103,17 +105,24 @@ def _add_block(g, i, shift, total, squares):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _add_columns(error, dot, norm2, reference_norm, shift, total, squares):
-    """Σv, Σv² ``[P:]`` of the per-sample columns (e, c, n) − s of one kept row, from its
-    reductions ‖g − g*‖², g·g*, ‖g‖²."""
-    coordinates = total.shape[0] - 3
+def _add_columns(error, dot, norm2, reference_norm, shift_columns, sums):
+    """``sums`` = (Σv, Σv²) of the per-sample columns (e, c, n) − s, six floats, after one
+    more kept row with reductions ‖g − g*‖², g·g*, ‖g‖²: c = g·g* / (‖g‖‖g*‖) (0 for a zero
+    estimate), n = 1[g·g* < 0]."""
     norm = math.sqrt(norm2) * reference_norm
     cosine = dot / norm if norm > 0.0 else 0.0
     sign_error = 1.0 if dot < 0.0 else 0.0
-    for k, column in enumerate((error, cosine, sign_error)):
-        v = column - shift[coordinates + k]
-        total[coordinates + k] += v
-        squares[coordinates + k] += v * v
+    v_error = error - shift_columns[0]
+    v_cosine = cosine - shift_columns[1]
+    v_sign = sign_error - shift_columns[2]
+    return (
+        sums[0] + v_error,
+        sums[1] + v_cosine,
+        sums[2] + v_sign,
+        sums[3] + v_error * v_error,
+        sums[4] + v_cosine * v_cosine,
+        sums[5] + v_sign * v_sign,
+    )
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST_MATH)
@@ -121,9 +130,15 @@ def _fold_rows(g, start, stop, reference, reference_norm, shift, limit, total, s
     """Add rows ``start:stop`` of ``g [m, P]`` to ``total`` and ``squares`` ``[P + 3]``;
     return how many were kept. A row is kept when ‖g − g*‖² ≤ ``limit`` holds: not NaN, nor
     beyond the estimates' dtype. Rows go in blocks of :data:`BLOCK` from :data:`WIDE`
-    coordinates on, else (and the last rows) one by one."""
-    blocks = g.shape[1] >= WIDE
+    coordinates on, else (and the last rows) one by one. The per-sample columns' sums are
+    carried in registers from row to row, in row order, and added to ``total`` and
+    ``squares`` at the end: through memory, each row's six additions would wait on the last
+    row's (measured: ``docs/performance.md``)."""
+    coordinates = g.shape[1]
+    blocks = coordinates >= WIDE
     reductions = np.empty((BLOCK, 3))
+    shift_columns = (shift[coordinates], shift[coordinates + 1], shift[coordinates + 2])
+    sums = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     kept = 0
     i = start
     while i < stop:
@@ -139,16 +154,19 @@ def _fold_rows(g, start, stop, reference, reference_norm, shift, limit, total, s
                 if error <= limit:
                     if not whole:
                         _add_row(g[i + k], shift, total, squares)
-                    _add_columns(error, dot, norm2, reference_norm, shift, total, squares)
+                    sums = _add_columns(error, dot, norm2, reference_norm, shift_columns, sums)
                     kept += 1
             i += BLOCK
         else:
             error, dot, norm2 = _row_reductions(g[i], reference)
             if error <= limit:
                 _add_row(g[i], shift, total, squares)
-                _add_columns(error, dot, norm2, reference_norm, shift, total, squares)
+                sums = _add_columns(error, dot, norm2, reference_norm, shift_columns, sums)
                 kept += 1
             i += 1
+    for k in range(PER_SAMPLE_COLUMNS):
+        total[coordinates + k] += sums[k]
+        squares[coordinates + k] += sums[PER_SAMPLE_COLUMNS + k]
     return kept
 
 
