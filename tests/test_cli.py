@@ -5,14 +5,13 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from fresh_process import modules_loaded_by
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -83,14 +82,12 @@ def test_list_loads_neither_pandas_nor_scipy_nor_the_report_and_the_sweeps():
         "sys.argv = ['gradbench', 'list']\n"
         "from gradbench.cli import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "heavy = ['pandas', 'scipy', 'gradbench.api', 'gradbench.records.comparison',"
-        " 'gradbench.report.view', 'gradbench.sweeps.orchestration']\n"
-        "print('loaded:', [name for name in heavy if name in sys.modules])\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert "categorical-toy" in done.stdout
-    assert done.stdout.strip().splitlines()[-1] == "loaded: []"
+    heavy = ["pandas", "scipy", "gradbench.api", "gradbench.records.comparison",
+             "gradbench.report.view", "gradbench.sweeps.orchestration"]  # fmt: skip
+    output, loaded = modules_loaded_by(script, heavy)
+    assert "categorical-toy" in output
+    assert loaded == []
 
 
 def test_the_package_exports_every_public_name_on_first_use():
